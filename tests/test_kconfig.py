@@ -1,0 +1,128 @@
+"""kconfig: fragment parsing, resolution and the explanations of unmet requests."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pvkit import kconfig, source
+from pvkit.errors import PvkitError
+
+
+@pytest.fixture(scope="module")
+def tree() -> source.Source:
+    return source.from_tree(Path(__file__).parent / "data" / "kconfig-tree")
+
+
+def frag(tmp_path: Path, text: str, name: str = "frag.config") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def resolve(tree: source.Source, *paths: Path) -> kconfig.Resolved:
+    return kconfig.resolve(tree, None, list(paths), base="allnoconfig")
+
+
+def test_bare_modules_attribute_is_parsed(tree: source.Source) -> None:
+    kconf = kconfig.load(tree)
+    assert kconf.modules.name == "MODULES"
+    assert "9.8.7-fixture" in kconf.mainmenu_text
+
+
+def test_requested_values_hold(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_MODULES=y\nCONFIG_XEN=y\nCONFIG_ACPI=y\nCONFIG_PCI=y\n"
+             "CONFIG_XEN_BACKEND=y\nCONFIG_XEN_BLKDEV_BACKEND=m\nCONFIG_LOG_BUF_SHIFT=14\n"
+             'CONFIG_LOCALVERSION="-pv"\n# CONFIG_EXPERT is not set\n')
+    r = resolve(tree, f)
+    values = kconfig.assignments_of(r.text)
+    assert values["XEN_DOM0"] == "y"
+    assert values["XEN_BLKDEV_BACKEND"] == "m"
+    assert values["LOG_BUF_SHIFT"] == "14"
+    assert values["LOCALVERSION"] == '"-pv"'
+    assert r.requested["EXPERT"] == "n"
+
+
+def test_unmet_dependency_is_explained_recursively(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_XEN_BACKEND=y\n")
+    with pytest.raises(PvkitError) as exc:
+        resolve(tree, f)
+    msg = str(exc.value)
+    assert f"{f}:2: CONFIG_XEN_BACKEND=y did not hold: depends on XEN_DOM0; XEN_DOM0=n" in msg
+    assert re.search(r"CONFIG_XEN_DOM0=y did not hold: depends on XEN && ACPI && PCI; .*"
+                     r"ACPI=n", msg)
+    assert "PCI=n" in msg
+    assert "add CONFIG_ACPI=y" in msg and "add CONFIG_PCI=y" in msg
+
+
+def test_prompt_condition_is_explained(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_HIDDEN_TWEAK=y\n")
+    with pytest.raises(PvkitError, match=r"CONFIG_HIDDEN_TWEAK=y did not hold: its prompt "
+                       r"needs EXPERT; EXPERT=n"):
+        resolve(tree, f)
+
+
+def test_selected_symbol_cannot_be_turned_off(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_SELECTOR=y\n# CONFIG_FORCED is not set\n")
+    with pytest.raises(PvkitError, match=r"CONFIG_FORCED=n did not hold: it is y, selected by "
+                       r"SELECTOR"):
+        resolve(tree, f)
+
+
+def test_module_without_modules(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_ACPI=y\nCONFIG_PCI=y\nCONFIG_XEN_BACKEND=y\n"
+             "CONFIG_XEN_BLKDEV_BACKEND=m\n")
+    with pytest.raises(PvkitError, match=r"CONFIG_XEN_BLKDEV_BACKEND=m did not hold: "
+                       r"CONFIG_MODULES=n"):
+        resolve(tree, f)
+
+
+def test_unknown_symbol_names_closest(tree: source.Source, tmp_path: Path) -> None:
+    f = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_XEN_DOMO=y\n")
+    with pytest.raises(PvkitError, match=rf"{re.escape(str(f))}:2: unknown symbol "
+                       r"CONFIG_XEN_DOMO \(closest: CONFIG_XEN_DOM0"):
+        resolve(tree, f)
+
+
+def test_conflicting_fragments_name_both(tree: source.Source, tmp_path: Path) -> None:
+    a = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_PCI=y\n", "a.config")
+    b = frag(tmp_path, "\n# CONFIG_PCI is not set\n", "b.config")
+    with pytest.raises(PvkitError) as exc:
+        resolve(tree, a, b)
+    assert str(exc.value) == (f"CONFIG_PCI set twice: y at {a}:2, n at {b}:2; keep one")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("CONFIG_XEN y\n", r"frag.config:1: malformed line 'CONFIG_XEN y'"),
+        ("XEN=y\n", r"frag.config:1: malformed line 'XEN=y'"),
+        ("CONFIG_XEN=\n", r"frag.config:1: no value in 'CONFIG_XEN='"),
+        ('CONFIG_LOCALVERSION="abc\n', r"frag.config:1: unterminated string"),
+        ("CONFIG_XEN=m\n", r"frag.config:1: CONFIG_XEN is bool; value must be y/n, not 'm'"),
+        ("CONFIG_LOG_BUF_SHIFT=big\n", r"CONFIG_LOG_BUF_SHIFT is int; 'big' is not a number"),
+    ],
+)
+def test_bad_lines(tree: source.Source, tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PvkitError, match=message):
+        resolve(tree, frag(tmp_path, text))
+
+
+def test_missing_fragment_file(tree: source.Source, tmp_path: Path) -> None:
+    with pytest.raises(PvkitError, match=r"nope.config: cannot read"):
+        resolve(tree, tmp_path / "nope.config")
+
+
+def test_unknown_profile() -> None:
+    with pytest.raises(PvkitError, match="unknown profile 'dom1': choose one of dom0, domU"):
+        kconfig.profile_fragments("dom1")
+
+
+def test_profile_fragments_parse() -> None:
+    for profile in kconfig.PROFILES:
+        merged = kconfig.merge_fragments(kconfig.profile_fragments(profile))
+        names = {a.name for a in merged}
+        assert {"XEN", "XEN_PV", "HVC_XEN"} <= names
+    dom0 = {a.name for a in kconfig.merge_fragments(kconfig.profile_fragments("dom0"))}
+    assert {"XEN_DOM0", "XEN_GNTDEV", "XEN_PRIVCMD", "BRIDGE", "BLK_DEV_LOOP", "TUN"} <= dom0

@@ -1,0 +1,3 @@
+from pvkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""pvkit's command line: argparse and thin cmd_* functions over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pvkit import progress
+from pvkit.errors import PvkitError
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from pvkit import host
+
+    installed = host.setup()
+    print("installed: " + " ".join(installed) if installed else "host is ready")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pvkit import host
+
+    results = host.checks()
+    if args.json:
+        _print_json(host.as_json(results))
+    else:
+        print(host.report(results))
+    return 0 if all(c.ok for c in results) else 1
+
+
+def cmd_source(args: argparse.Namespace) -> int:
+    from pvkit import source
+
+    src = source.resolve(args.tree)
+    if args.json:
+        _print_json(src.to_json())
+    else:
+        print(f"Linux {src.version} at {src.root} ({src.origin})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pvkit import kconfig, source
+    from pvkit.util import write_atomic
+
+    src = source.resolve(args.tree)
+    resolved = kconfig.resolve(src, args.profile, args.fragment, args.base)
+    if args.output:
+        write_atomic(Path(args.output), resolved.text)
+    if args.json:
+        _print_json({"profile": args.profile, "sha256": resolved.sha256, "base": resolved.base,
+                     "fragments": resolved.fragments, "requested": resolved.requested,
+                     "output": args.output})
+    elif args.output:
+        print(f"{args.profile}: {len(resolved.requested)} requested symbols hold; "
+              f"wrote {args.output}")
+    else:
+        sys.stdout.write(resolved.text)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pvkit import build
+
+    results = {}
+    for profile in args.profile or ["domU", "dom0"]:
+        b = build.build(profile, tree=args.tree, fragments=args.fragment, base=args.base,
+                        force=args.force)
+        results[profile] = b.metadata | {"dir": str(b.dir)}
+    if args.json:
+        _print_json(results)
+    else:
+        for profile, meta in results.items():
+            print(f"{profile}: {meta['kernel']['release']} in {meta['dir']} "
+                  f"({meta['duration_s']} s, {meta['warnings']} warnings)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pvkit import build, elf
+
+    target = Path(args.path) if args.path else build.find(args.profile, tree=args.tree).vmlinux
+    if args.diff:
+        diff = elf.size_diff(Path(args.diff), target)
+        _print_json(diff) if args.json else print(elf.format_diff(diff))
+        return 0
+    if target.suffix == ".ko":
+        b = build.find(args.profile, tree=args.tree)
+        from pvkit.kconfig import assignments_of
+
+        ok, message = elf.check_module(target, b.release, assignments_of(
+            (b.dir / ".config").read_text()))
+        _print_json({"module": str(target), "ok": ok, "message": message}) if args.json \
+            else print(message)
+        return 0 if ok else 1
+    report = elf.inspect_kernel(target)
+    _print_json(report) if args.json else print(elf.format_kernel(report))
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from pvkit import build, images
+
+    dom0 = build.find("dom0", tree=args.tree)
+    domu = build.find("domU", tree=args.tree)
+    xen, version = images.xen_binary()
+    out = {"xen": str(xen), "xen_version": version, "dom0_image": str(images.dom0_image(dom0)),
+           "domU_initramfs": str(images.domu_initramfs(domu, ("iperf3",)))}
+    _print_json(out) if args.json else print("\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def _run_options(args: argparse.Namespace, build_missing: bool) -> Any:
+    from pvkit.run import Options
+
+    return Options(accel=args.accel, icount=args.icount, tree=args.tree,
+                   build_missing=build_missing, out=Path(args.out) if args.out else None)
+
+
+def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bool) -> int:
+    from pvkit import report, run
+
+    results = []
+    for name in names:
+        try:
+            result = run.run(name, _run_options(args, build_missing))
+        except PvkitError as exc:
+            result = {"scenario": name, "status": "ERROR", "reason": str(exc), "stages": [],
+                      "wall_s": 0.0, "dir": ""}
+        results.append(result)
+        print(report.scenario_line(result), flush=True)
+        if result["status"] == "FAIL" and result.get("boot", {}).get("tail"):
+            print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]))
+    if args.json:
+        _print_json(results)
+    else:
+        print(report.summary_table(results))
+    return 0 if all(r["status"] == "PASS" for r in results) else 1
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    return _scenario_runs(args, args.scenario, build_missing=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pvkit import scenarios
+
+    names = args.scenario or scenarios.available()
+    return _scenario_runs(args, names, build_missing=True)
+
+
+def _add_tree(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
+
+
+def _add_boot_options(p: argparse.ArgumentParser) -> None:
+    _add_tree(p)
+    p.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
+                   help="auto: KVM only if a probe boot of the kernel works, else TCG")
+    p.add_argument("--icount", action="store_true",
+                   help="deterministic guest time (QEMU -icount shift=0,sleep=off; TCG)")
+    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--json", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pvkit", description=__doc__)
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sub = ap.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("setup", help="install the host tools pvkit needs (apt-get, as root)")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("doctor", help="check host tools, disk and accelerator")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("source", help="fetch/extract the kernel source, print its version")
+    _add_tree(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_source)
+
+    for name, func, helptext in (("config", cmd_config, "resolve a profile's .config"),
+                                 ("build", cmd_build, "build kernels (cached)")):
+        p = sub.add_parser(name, help=helptext)
+        _add_tree(p)
+        p.add_argument("--profile", choices=("dom0", "domU"), required=name == "config",
+                       action="append" if name == "build" else "store")
+        p.add_argument("--fragment", action="append", type=Path, default=[],
+                       help="extra Kconfig fragment (CONFIG_X=y lines)")
+        p.add_argument("--base", default="tinyconfig",
+                       help="tinyconfig (default), defconfig, allnoconfig or a .config file")
+        p.add_argument("--json", action="store_true")
+        if name == "config":
+            p.add_argument("-o", "--output", help="write the .config here")
+        else:
+            p.add_argument("--force", action="store_true", help="run make even if up to date")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("inspect", help="ELF checks: Xen notes, paravirt sites, sizes, vermagic")
+    _add_tree(p)
+    p.add_argument("path", nargs="?", help="vmlinux or .ko (default: the profile's vmlinux)")
+    p.add_argument("--profile", choices=("dom0", "domU"), default="domU")
+    p.add_argument("--diff", metavar="OTHER", help="size diff of OTHER (old) against the target")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")
+    _add_tree(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser("boot", help="boot scenarios with the kernels already built")
+    p.add_argument("--scenario", action="append", required=True)
+    _add_boot_options(p)
+    p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
+    p.add_argument("--scenario", action="append")
+    _add_boot_options(p)
+    p.set_defaults(func=cmd_run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
+    try:
+        return int(args.func(args))
+    except PvkitError as exc:
+        print(f"pvkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pvkit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,139 @@
+"""The kernel source tree: Debian's linux-source package (default) or a user's tree."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pvkit import debs, progress
+from pvkit.errors import PvkitError
+from pvkit.paths import cache_subdir
+from pvkit.util import replace_dir, sha256_text
+
+DEFAULT_PACKAGE = "linux-source-6.1"
+
+
+@dataclass(frozen=True)
+class Source:
+    root: Path
+    version: str  # kernel version, e.g. 6.1.192
+    origin: str  # "deb:linux-source-6.1=6.1.192-2" or "tree:/path"
+    managed: bool  # True when pvkit owns the tree (cache); False for a user's tree
+
+    def to_json(self) -> dict[str, object]:
+        return {"root": str(self.root), "version": self.version, "origin": self.origin}
+
+
+def kernel_version(root: Path) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL from the top-level Makefile."""
+    makefile = root / "Makefile"
+    if not (makefile.is_file() and (root / "Kconfig").is_file()):
+        raise PvkitError(f"{root}: not a Linux kernel tree (no Makefile/Kconfig at its top)")
+    fields: dict[str, str] = {}
+    for line in makefile.read_text(errors="replace").splitlines()[:12]:
+        m = re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)", line)
+        if m:
+            fields[m.group(1)] = m.group(2)
+    try:
+        version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}"
+    except KeyError as exc:
+        raise PvkitError(f"{makefile}: no {exc.args[0]} line; is this a kernel tree?") from exc
+    return version + fields.get("EXTRAVERSION", "")
+
+
+def from_tree(path: Path) -> Source:
+    root = path.expanduser().resolve()
+    if not root.is_dir():
+        raise PvkitError(f"--tree {path}: no such directory")
+    return Source(root, kernel_version(root), f"tree:{root}", managed=False)
+
+
+def from_debian(package: str = DEFAULT_PACKAGE, version: str | None = None) -> Source:
+    """Download and extract Debian's linux-source package once into the cache."""
+    pkg = debs.fetch(package, version)
+    dest = cache_subdir("src") / f"{package}_{pkg.version.replace(':', '%3a')}"
+    if not (dest / ".pvkit-complete").exists():
+        tarballs = sorted((pkg.root / "usr/src").glob("linux-source-*.tar.*"))
+        if not tarballs:
+            raise PvkitError(f"{pkg.deb}: no usr/src/linux-source-*.tar.* inside")
+        progress.step(f"extracting {tarballs[0].name} (about a minute, once)")
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        try:
+            proc = subprocess.run(["tar", "-xf", str(tarballs[0]), "-C", str(tmp)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["tar failed"])[-1]
+                raise PvkitError(f"cannot extract {tarballs[0]}: {last}; delete {pkg.deb} "
+                                 "and re-run to download it again")
+            (tmp / ".pvkit-complete").write_text(pkg.sha256 + "\n")
+            replace_dir(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    trees = [p for p in dest.iterdir() if p.is_dir() and (p / "Makefile").exists()]
+    if len(trees) != 1:
+        raise PvkitError(f"{dest}: expected one kernel tree inside; delete it and re-run")
+    root = trees[0]
+    return Source(root, kernel_version(root), f"deb:{package}={pkg.version}", managed=True)
+
+
+def resolve(tree: str | None = None) -> Source:
+    if tree:
+        return from_tree(Path(tree))
+    env_tree = os.environ.get("PVKIT_TREE")
+    return from_tree(Path(env_tree)) if env_tree else from_debian()
+
+
+def fingerprint(src: Source) -> str:
+    """A cheap content fingerprint of the tree, for build keys.
+
+    A managed tree changes only through pvkit (the patch series records itself in
+    `.pvkit-series`), so its origin and that record identify it. A git tree is identified by
+    HEAD plus the diff of its working tree; a plain tree by the sizes and mtimes of its files.
+    """
+    series = src.root / ".pvkit-series"
+    series_id = series.read_text() if series.exists() else ""
+    if src.managed:
+        return sha256_text(src.origin, series_id)
+    if (src.root / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(src.root), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        diff = subprocess.run(
+            ["git", "-C", str(src.root), "diff", "HEAD", "--binary"],
+            capture_output=True, text=True,
+        ).stdout
+        untracked = subprocess.run(
+            ["git", "-C", str(src.root), "ls-files", "--others", "--exclude-standard"],
+            capture_output=True, text=True,
+        ).stdout
+        stats = _stat_fingerprint(src.root, untracked.split())
+        return sha256_text(src.origin, head, diff, stats, series_id)
+    return sha256_text(src.origin, _stat_fingerprint(src.root, None), series_id)
+
+
+def _stat_fingerprint(root: Path, only: list[str] | None) -> str:
+    parts: list[str] = []
+    if only is not None:
+        for rel in sorted(only):
+            try:
+                st = (root / rel).stat()
+            except OSError:
+                continue
+            parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+        return sha256_text(*parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return sha256_text(*parts)
