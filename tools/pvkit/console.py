@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 STAGE_MARK = re.compile(r"PVKIT-STAGE (?P<name>[\w.-]+)")
 DONE_MARK = "PVKIT-DONE"
 DOMU_PREFIX = "[domU] "
+_ESCAPES = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z@=>])")
 
 # stages recognised from the hypervisor's and kernels' own messages, besides PVKIT-STAGE marks
 KERNEL_STAGES: dict[str, list[tuple[str, str]]] = {
     "xen": [
         ("xen", r"^\(XEN\) Xen version \d"),
-        ("dom0-kernel", r"^(?:\[[\s\d.]+\] )?Linux version \d"),
-        ("domU-kernel", r"^\[domU\] (?:\[[\s\d.]+\] )?Linux version \d"),
+        ("dom0-kernel", r"^(?!\[domU\]|\(XEN\)).*\bLinux version \d"),
+        ("domU-kernel", r"^\[domU\] .*\bLinux version \d"),
     ],
     "native": [
-        ("kernel", r"^(?:\[[\s\d.]+\] )?Linux version \d"),
+        ("kernel", r"\bLinux version \d"),
     ],
 }
 
@@ -79,7 +80,7 @@ class Monitor:
 
     def feed(self, t: float, line: str) -> str | None:
         """Record one line; returns the name of a stage reached by it, if any."""
-        line = line.rstrip("\r\n").replace("\r", "")
+        line = _ESCAPES.sub("", line.rstrip("\r\n").replace("\r", ""))
         self.lines.append((t, line))
         self.last_output = t
         if self.finished and self.failure is not None:

@@ -73,8 +73,8 @@ def rootfs() -> Path:
         return final
     progress.step(f"assembling the dom0 root filesystem with mmdebstrap ({len(ROOTFS_PACKAGES)} "
                   "packages and their dependencies, about two minutes, once)")
-    with _staging(final) as tmp:
-        tar = tmp / "rootfs.tar"
+    with _staging(final) as tmp, tempfile.TemporaryDirectory(dir=final.parent) as tardir:
+        tar = Path(tardir) / "rootfs.tar"
         cmd = ["mmdebstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}",
                *[f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES], SUITE, str(tar)]
         if SOURCES.exists():
@@ -82,13 +82,7 @@ def rootfs() -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise PvkitError(f"mmdebstrap failed: {_last_line(proc.stderr)}")
-        root = tmp / "root"
-        root.mkdir()
-        subprocess.run(["tar", "-xf", str(tar), "-C", str(root)], check=True)
-        tar.unlink()
-        for entry in root.iterdir():
-            entry.rename(tmp / entry.name)
-        root.rmdir()
+        subprocess.run(["tar", "-xf", str(tar), "-C", str(tmp)], check=True)
         (tmp / ".pvkit-complete").write_text(key + "\n")
     return final
 
@@ -255,7 +249,7 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
             path.write_text(content)
         else:
             path.write_bytes(content)
-        if path.suffix == ".sh":
+        if path.suffix == ".sh" or rel.startswith("bin/"):
             path.chmod(0o755)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
+import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ class Options:
     tree: str | None = None
     build_missing: bool = True
     out: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # exported to guest tests (env.sh)
+    files: dict[str, bytes] = field(default_factory=dict)  # extra payload files, both guests
+    domu_cmdline: str = ""  # appended to the domU (and native) kernel command line
 
 
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
@@ -61,8 +66,12 @@ def run_dir(name: str, out: Path | None) -> Path:
 def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
             builds: dict[str, build_mod.Build]) -> tuple[qemu.Command, dict[str, Any]]:
     domu = builds["domU"]
+    if opts.domu_cmdline:
+        scn = dataclasses.replace(scn, domu_cmdline=f"{scn.domu_cmdline} {opts.domu_cmdline}")
+    shared = payload_extras(opts)
     base_initrd = images.domu_initramfs(domu, tuple(scn.needs))
-    initrd = base_initrd.read_bytes() + images.domu_payload(scenarios.render_domu(scn), workdir)
+    domu_files: dict[str, str | bytes] = {**scenarios.render_domu(scn), **shared}
+    initrd = base_initrd.read_bytes() + images.domu_payload(domu_files, workdir)
     accel = "tcg" if opts.icount else qemu.choose_accel(opts.accel, domu.bzimage)
     machine = qemu.Machine(accel=accel, icount=opts.icount)
     info: dict[str, Any] = {"domU_kernel": domu.release,
@@ -76,13 +85,20 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     dom0 = builds["dom0"]
     xen, xen_version = images.xen_binary()
     image = images.dom0_image(dom0)
-    payload = images.dom0_payload(scenarios.render_dom0(scn), domu.vmlinux, initrd, workdir)
+    dom0_files: dict[str, str | bytes] = {**scenarios.render_dom0(scn), **shared}
+    payload = images.dom0_payload(dom0_files, domu.vmlinux, initrd, workdir)
     boot = qemu.XenBoot(xen, dom0.bzimage, f"{XEN_CMDLINE} {scn.xen_cmdline}".strip(),
                         f"{DOM0_CMDLINE} {scn.dom0_cmdline}".strip())
     drives = [qemu.Drive(image, snapshot=True), qemu.Drive(payload, readonly=True)]
     info.update({"dom0_kernel": dom0.release, "dom0_build": str(dom0.dir),
                  "xen": xen_version, "dom0_image": str(image)})
     return qemu.xen_command(machine, boot, drives), info
+
+
+def payload_extras(opts: Options) -> dict[str, str | bytes]:
+    """Files both guests get: the environment for tests and any extra programs."""
+    env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(opts.env.items()))
+    return {"env.sh": env, **opts.files}
 
 
 def run(name: str, opts: Options) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 # Tests print KTAP; a test's output lines `metric NAME VALUE UNIT` and `info TEXT` become KTAP
 # diagnostics, and on failure the tail of its output does too.
 PVK_N=0
+[ -f /pvkit/env.sh ] && . /pvkit/env.sh
+export PATH=/pvkit/bin:$PATH
 PVK_DOMU=pvkit-domU
 PVK_GUEST_LOG=/var/log/xen/console/guest-$PVK_DOMU.log
 
