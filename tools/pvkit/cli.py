@@ -156,6 +156,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _scenario_runs(args, names, build_missing=True)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pvkit import bench, benchreport
+
+    if args.compare:
+        a, b = (bench.load_results(Path(p)) for p in args.compare)
+        rows = bench.compare(a, b)
+        flagged = [r for r in rows if r["flag"]]
+        if args.json:
+            _print_json(rows)
+        else:
+            print(benchreport.compare_table(rows))
+            print(f"{len(flagged)} change(s) beyond the measured noise")
+        return 1 if any(r["flag"] == "slower" for r in rows) else 0
+    opts = bench.Options(repeats=args.repeats, scale=args.scale, micro=tuple(args.micro),
+                         icount=not args.realtime, accel="tcg" if not args.realtime
+                         else args.accel, domu_cmdline=args.cmdline_extra,
+                         out=Path(args.out) if args.out else None)
+    data = bench.run_bench(opts)
+    if args.json:
+        _print_json(data)
+    else:
+        print(benchreport.terminal(data))
+        print(f"\nreport: {data['dir']}/report.md  (plots, results.json beside it)")
+    return 0
+
+
 def _add_tree(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
 
@@ -221,6 +247,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", required=True)
     _add_boot_options(p)
     p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("bench", help="overhead: native vs dom0 vs PV domU; or --compare A B")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--scale", type=float, default=1.0, help="work per repeat (0.1: quick)")
+    p.add_argument("--micro", action="append", default=[], help="only these microbenchmarks")
+    p.add_argument("--realtime", action="store_true",
+                   help="wall-clock guest time instead of icount (for KVM hosts)")
+    p.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
+                   help="with --realtime: accelerator")
+    p.add_argument("--cmdline-extra", default="",
+                   help="append to the guest kernel command line (e.g. to inject a slowdown)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="compare two results (dirs or results.json); exit 1 if B is slower")
+    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")

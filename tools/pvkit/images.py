@@ -33,7 +33,7 @@ from pvkit.util import replace_dir, sha256_file, sha256_text, write_atomic
 SUITE = "bookworm"
 XEN_PACKAGE = "xen-hypervisor-4.17-amd64"
 ROOTFS_PACKAGES = ("xen-utils-4.17", "xenstore-utils", "busybox", "kmod", "iproute2",
-                   "iperf3", "fio", "procps")
+                   "iperf3", "fio", "procps", "sysbench")
 DOM0_MODULES = ("xen-blkback", "xen-netback")
 LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib")
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")

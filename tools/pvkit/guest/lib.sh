@@ -86,3 +86,60 @@ pvk_wait_value() {
 	echo "the domU did not tell '$1' within $2 s" >&2
 	return 1
 }
+
+# --- benchmark helpers: each prints `metric NAME.rK VALUE UNIT` for K = 1..$PVK_REPEATS ---
+
+# fixed-work sysbench runs; the value is sysbench's "total time" in ms
+pvk_sysbench() {
+	_events=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { printf "%d", 4000 * s + 1 }')
+	_k=1
+	while [ "$_k" -le "${PVK_REPEATS:-3}" ]; do
+		for _w in cpu memory threads; do
+			case $_w in
+			cpu) _args="cpu --cpu-max-prime=2000 --events=$_events" ;;
+			memory) _args="memory --memory-block-size=4K --memory-total-size=$((_events / 10 + 1))M --events=0" ;;
+			threads) _args="threads --threads=4 --events=$((_events / 4 + 1))" ;;
+			esac
+			# shellcheck disable=SC2086
+			_t=$(sysbench $_args --time=0 run | awk '/total time:/ { sub("s", "", $3); print $3 * 1000 }')
+			[ -n "$_t" ] || { echo "sysbench $_w gave no total time"; return 1; }
+			echo "metric sysbench_$_w.r$_k $_t ms"
+		done
+		_k=$((_k + 1))
+	done
+}
+
+# fio on a block device, O_DIRECT: sequential 1 MiB read/write, 4 KiB random read/write
+pvk_fio() {
+	_size=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { m = int(128 * s); if (m < 8) m = 8; print m }')
+	_k=1
+	while [ "$_k" -le "${PVK_REPEATS:-3}" ]; do
+		for _job in seq_read:read:1M seq_write:write:1M rand_read:randread:4k rand_write:randwrite:4k; do
+			_name=${_job%%:*}
+			_rest=${_job#*:}
+			_rw=${_rest%%:*}
+			_bs=${_rest#*:}
+			_io=$_size
+			[ "$_bs" = 4k ] && _io=$((_size / 8))
+			_bw=$(fio --name="$_name" --filename="$1" --rw="$_rw" --bs="$_bs" --size="${_size}M" \
+				--io_size="${_io}M" \
+				--direct=1 --ioengine=psync --numjobs=1 --randseed=42 --output-format=terse \
+				--terse-version=3 | awk -F';' -v rw="$_rw" \
+				'{ if (rw ~ /read/) print $7; else print $48 }')
+			[ -n "$_bw" ] || { echo "fio $_name gave no bandwidth"; return 1; }
+			echo "metric fio_$_name.r$_k $(awk -v b="$_bw" 'BEGIN { printf "%.2f", b / 1024 }') MB/s"
+		done
+		_k=$((_k + 1))
+	done
+}
+
+# iperf3 to a server, fixed 3 s of guest time per repeat; Mbit/s at the receiver
+pvk_iperf() {
+	_k=1
+	while [ "$_k" -le "${PVK_REPEATS:-3}" ]; do
+		_r=$(iperf3 -c "$1" -p 5201 -t 3 -f m | awk '/receiver/ { print $(NF-2) }')
+		[ -n "$_r" ] || { echo "iperf3 to $1 gave no result"; return 1; }
+		echo "metric iperf3_tcp.r$_k $_r Mbit/s"
+		_k=$((_k + 1))
+	done
+}
