@@ -182,6 +182,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patch(args: argparse.Namespace) -> int:
+    from pvkit import patches, source
+    from pvkit.paths import cache_subdir
+    from pvkit.util import write_atomic
+
+    src = source.resolve(args.tree)
+    if args.action == "list":
+        rows = patches.status(src)
+        _print_json(rows) if args.json else print(
+            "\n".join(f"{r['status']:<12} {r['kind']:<9} {r['patch']}" for r in rows)
+            or "empty series")
+    elif args.action == "gen":
+        out = Path(args.out) if args.out else cache_subdir("patches", "rendered")
+        for p in patches.materialize(src):
+            write_atomic(out / p.name, p.text)
+            print(out / p.name)
+    elif args.action == "check":
+        rows = patches.check(src)
+        _print_json(rows) if args.json else print(
+            "\n".join(f"{r['status']}: {r['patch']}" for r in rows) or "empty series")
+        return 0 if all(not r["status"].startswith("fails") for r in rows) else 1
+    elif args.action == "apply":
+        print(patches.apply(src))
+    else:
+        print(patches.revert(src))
+    return 0
+
+
 def _add_tree(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
 
@@ -237,6 +265,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--diff", metavar="OTHER", help="size diff of OTHER (old) against the target")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("patch", help="the paravirt_ops patch series: list, gen, check, "
+                       "apply, revert")
+    p.add_argument("action", choices=("list", "gen", "check", "apply", "revert"))
+    _add_tree(p)
+    p.add_argument("--out", help="with gen: directory for the rendered patches")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_patch)
 
     p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")
     _add_tree(p)

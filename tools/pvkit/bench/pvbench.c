@@ -61,7 +61,7 @@
  *   page_fault       lat_pagefault-style: mmap(MAP_PRIVATE, PROT_READ) the
  *                    4 MiB file, read one byte of each 4 KiB page, munmap();
  *                    only the reads are timed, value is per page [1024 pages
- *                    x 20 mappings; rounded up to whole mappings].  Note that
+ *                    x 200 mappings; rounded up to whole mappings].  Note that
  *                    Linux "fault-around" (64 KiB by default) maps up to 16
  *                    page-cache pages per hardware fault, as it does for
  *                    lmbench's lat_pagefault.
@@ -69,14 +69,14 @@
  *                    (SA_SIGINFO) mprotect()s it read-write, the main loop
  *                    mprotect()s it back to read-only; per fault [20000]
  *   file_create_0k   create (open O_CREAT|O_EXCL + close) files in the fresh
- *                    directory pvbench.d, per file [1000]
- *   file_delete_0k   unlink() those files, per file [1000]
- *   file_create_10k  as file_create_0k, writing 10 KiB to each file [500]
- *   file_delete_10k  unlink() of the 10 KiB files [500]
+ *                    directory pvbench.d, per file [5000]
+ *   file_delete_0k   unlink() those files, per file [5000]
+ *   file_create_10k  as file_create_0k, writing 10 KiB to each file [1000]
+ *   file_delete_10k  unlink() of the 10 KiB files [1000]
  *                    (each create/delete benchmark does its own untimed
  *                    delete/create half, so any of them can run alone)
  *   mem_touch_1m     mmap() 1 MiB anonymous, write one byte per 4 KiB page,
- *                    munmap(); per 1 MiB mapping [2000]
+ *                    munmap(); per 1 MiB mapping [500]
  *   mem_bw           memcpy() of an 8 MiB buffer; unit "MB/s" with
  *                    MB = 2^20 bytes [20 copies]
  *   cpu_loop         xorshift64 integer loop; unit "us/Miter" (us per million
@@ -741,22 +741,22 @@ static const struct bench benches[] = {
 	  .base = 500, .warm = 5, .fn = b_mmap),
 	B(.name = "page_fault",
 	  .desc = "read fault on a private file mapping, per 4 KiB page",
-	  .base = 20 * (MAP_SZ / PAGE_SZ), .warm = MAP_SZ / PAGE_SZ,
+	  .base = 200 * (MAP_SZ / PAGE_SZ), .warm = MAP_SZ / PAGE_SZ,
 	  .quantum = MAP_SZ / PAGE_SZ, .fn = b_page_fault),
 	B(.name = "prot_fault",
 	  .desc = "write to read-only page + SIGSEGV handler + 2x mprotect()",
 	  .base = 20000, .warm = 100, .fn = b_prot_fault),
 	B(.name = "file_create_0k", .desc = "create an empty file, per file",
-	  .base = 1000, .warm = 10, .arg = 0, .fn = b_file_create),
+	  .base = 5000, .warm = 10, .arg = 0, .fn = b_file_create),
 	B(.name = "file_delete_0k", .desc = "unlink an empty file, per file",
-	  .base = 1000, .warm = 10, .arg = 0, .fn = b_file_delete),
+	  .base = 5000, .warm = 10, .arg = 0, .fn = b_file_delete),
 	B(.name = "file_create_10k", .desc = "create a file with 10 KiB of data, per file",
-	  .base = 500, .warm = 10, .arg = FILE_10K, .fn = b_file_create),
+	  .base = 1000, .warm = 10, .arg = FILE_10K, .fn = b_file_create),
 	B(.name = "file_delete_10k", .desc = "unlink a 10 KiB file, per file",
-	  .base = 500, .warm = 10, .arg = FILE_10K, .fn = b_file_delete),
+	  .base = 1000, .warm = 10, .arg = FILE_10K, .fn = b_file_delete),
 	B(.name = "mem_touch_1m",
 	  .desc = "mmap() 1 MiB anonymous + write every 4 KiB page + munmap()",
-	  .base = 2000, .warm = 5, .fn = b_mem_touch),
+	  .base = 500, .warm = 5, .fn = b_mem_touch),
 	B(.name = "mem_bw", .desc = "memcpy() of 8 MiB, MB = 2^20 bytes",
 	  .base = 20, .warm = 1, .unit = U_MBS, .fn = b_mem_bw),
 	B(.name = "cpu_loop", .desc = "xorshift64 integer loop, per million iterations",

@@ -1,0 +1,165 @@
+"""patches: series parsing, atomic apply and rollback, idempotence, revert, git trees."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pvkit import patches, source
+from pvkit.errors import PvkitError
+
+P1 = """From: pvkit <pvkit@example.invalid>
+Subject: [PATCH 1/3] first
+
+---
+ a.c | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/a.c b/a.c
+--- a/a.c
++++ b/a.c
+@@ -1,3 +1,3 @@
+ int a;
+-int b;
++int b2;
+ int c;
+"""
+P2_BAD = """From: pvkit <pvkit@example.invalid>
+Subject: [PATCH 2/3] second
+
+diff --git a/sub/b.c b/sub/b.c
+--- a/sub/b.c
++++ b/sub/b.c
+@@ -1,3 +1,3 @@
+ int x;
+-int NOT_THERE;
++int y2;
+ int z;
+"""
+P2_GOOD = P2_BAD.replace("-int NOT_THERE;", "-int y;")
+P3 = """From: pvkit <pvkit@example.invalid>
+Subject: [PATCH 3/3] third adds a file
+
+diff --git a/new.c b/new.c
+new file mode 100644
+--- /dev/null
++++ b/new.c
+@@ -0,0 +1 @@
++int created;
+"""
+
+
+def make_tree(tmp_path: Path) -> source.Source:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (tree / "Kconfig").write_text("")
+    (tree / "a.c").write_text("int a;\nint b;\nint c;\n")
+    (tree / "sub/b.c").write_text("int x;\nint y;\nint z;\n")
+    return source.from_tree(tree)
+
+
+def make_series(tmp_path: Path, second: str) -> Path:
+    d = tmp_path / "kernel-patches"
+    d.mkdir(exist_ok=True)
+    (d / "0001-first.patch").write_text(P1)
+    (d / "0002-second.patch").write_text(second)
+    (d / "0003-third.patch").write_text(P3)
+    (d / "series").write_text("# the series\n0001-first.patch\n0002-second.patch -p1\n"
+                              "\n0003-third.patch  # adds new.c\n")
+    return d
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_series_parsing(tmp_path: Path) -> None:
+    entries = patches.read_series(make_series(tmp_path, P2_GOOD))
+    assert [(e.name, e.strip, e.line) for e in entries] == [
+        ("0001-first.patch", 1, 2), ("0002-second.patch", 1, 3), ("0003-third.patch", 1, 5)]
+    (tmp_path / "kernel-patches/series").write_text("0001-first.patch -R\n")
+    with pytest.raises(PvkitError, match=r"series:1: unknown option '-R'"):
+        patches.read_series(tmp_path / "kernel-patches")
+    (tmp_path / "kernel-patches/series").write_text("\n0009-missing.patch\n")
+    with pytest.raises(PvkitError, match=r"series:2: no patch file .*0009-missing.patch"):
+        patches.read_series(tmp_path / "kernel-patches")
+
+
+def test_failing_second_patch_leaves_tree_identical(tmp_path: Path, isolated_cache: Path
+                                                    ) -> None:
+    src = make_tree(tmp_path)
+    before = digest(src.root)
+    with pytest.raises(PvkitError) as exc:
+        patches.apply(src, make_series(tmp_path, P2_BAD))
+    assert str(exc.value) == ("patch 0002-second.patch: hunk #1 of sub/b.c failed (at line 1); "
+                              "the tree is unchanged")
+    assert digest(src.root) == before
+
+
+def test_apply_is_idempotent_and_reverts(tmp_path: Path, isolated_cache: Path) -> None:
+    src = make_tree(tmp_path)
+    before = digest(src.root)
+    series = make_series(tmp_path, P2_GOOD)
+    assert patches.apply(src, series) == "applied 3 patches"
+    assert (src.root / "a.c").read_text() == "int a;\nint b2;\nint c;\n"
+    assert (src.root / "new.c").read_text() == "int created;\n"
+    fp = source.fingerprint(src)
+    assert patches.apply(src, series) == "already applied"
+    assert source.fingerprint(src) == fp
+    assert patches.check(src, series)[0]["status"] == "applied"
+    assert patches.revert(src) == "reverted 3 patches"
+    assert digest(src.root) == before
+
+
+def test_change_applied_outside_pvkit_is_named(tmp_path: Path, isolated_cache: Path) -> None:
+    src = make_tree(tmp_path)
+    (src.root / "a.c").write_text("int a;\nint b2;\nint c;\n")
+    before = digest(src.root)
+    with pytest.raises(PvkitError, match=r"patch 0001-first.patch: a.c already has this "
+                       r"change"):
+        patches.apply(src, make_series(tmp_path, P2_GOOD))
+    assert digest(src.root) == before
+
+
+def git(tree: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(tree), "-c", "user.name=t", "-c",
+                           "user.email=t@t", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_git_tree_keeps_uncommitted_changes(tmp_path: Path, isolated_cache: Path) -> None:
+    src = make_tree(tmp_path)
+    git(src.root, "init", "-q")
+    git(src.root, "add", ".")
+    git(src.root, "commit", "-qm", "base")
+    base = git(src.root, "rev-parse", "HEAD").strip()
+    (src.root / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n# mine\n")
+    series = make_series(tmp_path, P2_BAD)
+    with pytest.raises(PvkitError, match=r"git am failed at .*second"):
+        patches.apply(src, series)
+    assert git(src.root, "rev-parse", "HEAD").strip() == base
+    assert "# mine" in (src.root / "Makefile").read_text()
+    series = make_series(tmp_path, P2_GOOD)
+    assert patches.apply(src, series) == "applied 3 patches with git am"
+    assert len(git(src.root, "log", "--oneline").splitlines()) == 4
+    assert "# mine" in (src.root / "Makefile").read_text()
+    assert patches.apply(src, series) == "already applied"
+    patches.revert(src)
+    assert git(src.root, "rev-parse", "HEAD").strip() == base
+    assert "# mine" in (src.root / "Makefile").read_text()
+
+
+def test_git_tree_dirty_touched_file_refused(tmp_path: Path, isolated_cache: Path) -> None:
+    src = make_tree(tmp_path)
+    git(src.root, "init", "-q")
+    git(src.root, "add", ".")
+    git(src.root, "commit", "-qm", "base")
+    (src.root / "a.c").write_text("int a;\nint b;\nint c;\nint mine;\n")
+    with pytest.raises(PvkitError, match=r"uncommitted changes in a.c, which the series"):
+        patches.apply(src, make_series(tmp_path, P2_GOOD))
+    assert "int mine;" in (src.root / "a.c").read_text()
