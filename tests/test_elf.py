@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
 from pvkit import elf
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_dir

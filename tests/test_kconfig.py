@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from pvkit import kconfig, source
 from pvkit.errors import PvkitError
 

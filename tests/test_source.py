@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from pvkit import debs, source
 from pvkit.errors import PvkitError
 

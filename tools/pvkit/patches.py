@@ -90,7 +90,8 @@ def render(entry: Entry, src: Source) -> str:
         raise PvkitError(f"{entry.name}: no generator pvkit.gen.{entry.generator}") from exc
     context: dict[str, Any] = module.context(src)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(entry.path.parent),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
     try:
         return env.get_template(entry.name).render(**context)
     except jinja2.TemplateError as exc:

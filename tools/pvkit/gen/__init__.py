@@ -1,0 +1,1 @@
+"""Generators for the templated patches of the series (one module per template)."""
