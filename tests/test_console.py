@@ -17,6 +17,17 @@ CASES = {
     "native-hang.log": ("native", 15,
                         "hang: no console output for 15 s after stage 'domU-userspace'",
                         ["kernel", "domU-userspace"]),
+    "xen-smoke-pass.log": ("xen", 90, None,
+                           ["xen", "dom0-kernel", "dom0-userspace", "toolstack-up",
+                            "domU-created", "domU-kernel", "domU-userspace", "domU-done",
+                            "done"]),
+    "xen-dom0-panic.log": ("xen", 90, "dom0 kernel panic", ["xen", "dom0-kernel"]),
+    "xen-domU-panic.log": ("xen", 90, "domU kernel panic",
+                           ["toolstack-up", "domU-created", "domU-kernel"]),
+    "xen-libxl-error.log": ("xen", 90, "dom0 libxl error", ["toolstack-up"]),
+    # the same passing boot cut short after dom0 reached userspace: silence is a hang
+    "xen-hang.log": ("xen", 90, "hang: no console output for 90 s after stage 'toolstack-up'",
+                     ["dom0-userspace", "toolstack-up"]),
 }
 
 

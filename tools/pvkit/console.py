@@ -83,8 +83,8 @@ class Monitor:
         line = _ESCAPES.sub("", line.rstrip("\r\n").replace("\r", ""))
         self.lines.append((t, line))
         self.last_output = t
-        if self.finished and self.failure is not None:
-            return None
+        if self.finished:
+            return None  # after the end marker only the shutdown is left: not judged
         for name, pattern in self._fail:
             if pattern.search(line) and not any(a.search(line) for a in self._allow):
                 who = self.where(line)

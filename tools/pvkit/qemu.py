@@ -160,7 +160,7 @@ def run(cmd: Command, monitor: Monitor, log_path: Path,
                 monitor.tick(now)
                 if monitor.finished and end_by is None:
                     # keep reading a moment: the lines after a panic or the end marker matter
-                    end_by = now + grace_s if monitor.failure else now + 10.0
+                    end_by = now + grace_s
                 if eof or (end_by is not None and now >= end_by):
                     break
     finally:

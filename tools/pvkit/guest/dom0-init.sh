@@ -39,5 +39,8 @@ else
 fi
 echo "PVKIT-STAGE shutdown"
 sync
-echo o > /proc/sysrq-trigger 2> /dev/null
-poweroff -f
+busybox poweroff -f
+# init must not exit: wait for the hypervisor to stop the machine
+while true; do
+	sleep 1000
+done

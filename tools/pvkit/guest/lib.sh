@@ -7,6 +7,15 @@ export PATH=/pvkit/bin:$PATH
 PVK_DOMU=pvkit-domU
 PVK_GUEST_LOG=/var/log/xen/console/guest-$PVK_DOMU.log
 
+# a test's measured value and free-text remark, turned into KTAP diagnostics by pvk_run
+metric() {
+	echo "metric $*"
+}
+
+info() {
+	echo "info $*"
+}
+
 pvk_stage() {
 	echo "PVKIT-STAGE $1" > /dev/console
 }
@@ -141,5 +150,24 @@ pvk_iperf() {
 		[ -n "$_r" ] || { echo "iperf3 to $1 gave no result"; return 1; }
 		echo "metric iperf3_tcp.r$_k $_r Mbit/s"
 		_k=$((_k + 1))
+	done
+}
+
+# pvstat: run a command between a counter reset and a read; print each op the command
+# caused as `metric pvstat.<op> <calls> calls` (kernel booted with "pvstat")
+pvk_pvstat() {
+	_dir=/sys/kernel/debug/pvstat
+	[ -r $_dir/counts ] || { echo "no $_dir/counts (kernel without pvstat, or not booted with pvstat)"; return 1; }
+	echo 1 > $_dir/reset
+	"$@" > /dev/null 2>&1 || { echo "workload failed: $*"; return 1; }
+	awk '$2 > 0 { print "metric pvstat." $1 " " $2 " calls" }' $_dir/counts
+}
+
+# a fixed process workload: N fork+exec of a trivial program
+pvk_forks() {
+	_i=0
+	while [ "$_i" -lt "$1" ]; do
+		/bin/true || true
+		_i=$((_i + 1))
 	done
 }
