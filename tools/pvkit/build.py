@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvkit import kconfig, progress
+from pvkit import kconfig, patches, progress
 from pvkit import source as source_mod
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_dir, cache_subdir
@@ -52,6 +52,15 @@ class Build:
     @property
     def release(self) -> str:
         return str(self.metadata["kernel"]["release"])
+
+
+def prepare_source(tree: str | None) -> source_mod.Source:
+    """The source to build: pvkit's own copy of linux-source carries the patch series (applied
+    atomically, a no-op when already applied); a user's --tree is used as it is."""
+    src = source_mod.resolve(tree)
+    if src.managed:
+        patches.apply(src)
+    return src
 
 
 def toolchain() -> dict[str, str]:
@@ -169,7 +178,7 @@ def build(profile: str, *, tree: str | None = None, fragments: list[Path] | None
           ) -> Build:
     """Configure and build a profile; returns at once when the content key matches."""
     t0 = time.monotonic()
-    src = source_mod.resolve(tree)
+    src = prepare_source(tree)
     fingerprint = source_mod.fingerprint(src)
     resolved = kconfig.resolve(src, profile, fragments, base)
     dir_key, content_key = keys(src, resolved.sha256, fingerprint)
@@ -258,7 +267,7 @@ def reproducer(src: source_mod.Source, out: Path, env: dict[str, str]) -> str:
 
 def find(profile: str, *, tree: str | None = None) -> Build:
     """The up-to-date build of a profile, or an error naming the command that makes it."""
-    src = source_mod.resolve(tree)
+    src = prepare_source(tree)
     resolved = kconfig.resolve(src, profile)
     dir_key, content_key = keys(src, resolved.sha256, source_mod.fingerprint(src))
     out = cache_dir() / "build" / f"{profile}-{dir_key[:16]}"

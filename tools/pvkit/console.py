@@ -17,7 +17,7 @@ _ESCAPES = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z@=>])")
 # stages recognised from the hypervisor's and kernels' own messages, besides PVKIT-STAGE marks
 KERNEL_STAGES: dict[str, list[tuple[str, str]]] = {
     "xen": [
-        ("xen", r"^\(XEN\) Xen version \d"),
+        ("xen", r"\(XEN\) Xen version \d"),
         ("dom0-kernel", r"^(?!\[domU\]|\(XEN\)).*\bLinux version \d"),
         ("domU-kernel", r"^\[domU\] .*\bLinux version \d"),
     ],
@@ -105,7 +105,7 @@ class Monitor:
             return ""
         if line.startswith(DOMU_PREFIX):
             return "domU "
-        if line.startswith("(XEN)"):
+        if "(XEN)" in line:
             return ""
         return "dom0 "
 

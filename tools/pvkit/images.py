@@ -156,26 +156,36 @@ def needed_libraries(binary: Path, root: Path) -> list[Path]:
     todo = [binary]
     while todo:
         current = todo.pop()
+        names: list[str] = []
+        runpath: list[str] = []
         with current.open("rb") as handle:
             elf = ELFFile(handle)
             interp = [s for s in elf.iter_segments() if s["p_type"] == "PT_INTERP"]
             names = [interp[0].get_interp_name()] if interp else []
             for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    names += [t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+                if not isinstance(section, DynamicSection):
+                    continue
+                for tag in section.iter_tags():
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        names.append(tag.needed)
+                    elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                        origin = "/" + str(current.parent.relative_to(root))
+                        text = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+                        runpath += [d.replace("$ORIGIN", origin) for d in text.split(":")]
         for name in names:
             base = os.path.basename(name)
             if base in found:
                 continue
-            path = _find_library(name, root)
+            path = _find_library(name, root, runpath)
             found[base] = path
             todo.append(path)
     return list(found.values())
 
 
-def _find_library(name: str, root: Path) -> Path:
+def _find_library(name: str, root: Path, runpath: list[str] | None = None) -> Path:
+    dirs = [d.lstrip("/") for d in runpath or []] + list(LIB_DIRS)
     candidates = [root / name.lstrip("/")] if name.startswith("/") else [
-        root / d / name for d in LIB_DIRS]
+        root / d / name for d in dirs]
     for cand in candidates:
         if cand.exists():
             return cand
@@ -277,3 +287,33 @@ def dom0_payload(files: dict[str, str | bytes], vmlinux: Path | None, initrd: by
     with tar.open("ab") as handle:
         handle.write(b"\0" * ((-size) % 512 + 1024 * 10))
     return tar
+
+
+def tools_tar(programs: tuple[str, ...]) -> Path:
+    """Guest programs too large for an initramfs (fio pulls in 80 MB of libraries), with their
+    libraries, as a tar that a guest reads straight from a disk: bin/, lib/ (flat)."""
+    base = rootfs()
+    key = sha256_text(base.name, *programs)[:16]
+    final = cache_subdir("images") / f"tools-{key}.tar"
+    if final.exists():
+        return final
+    progress.step(f"packing the guest tools disk ({', '.join(programs)})")
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".tools-") as tmpdir:
+        root = Path(tmpdir) / "root"
+        (root / "bin").mkdir(parents=True)
+        (root / "lib").mkdir()
+        for program in programs:
+            src = next((base / d / program for d in ("usr/bin", "usr/sbin")
+                        if (base / d / program).exists()), None)
+            if src is None:
+                raise PvkitError(f"guest tool '{program}' not found in the dom0 root filesystem")
+            shutil.copy(src, root / "bin" / program)
+            for lib in needed_libraries(src, base):
+                shutil.copy(lib.resolve(), root / "lib" / lib.name)
+        tmp_tar = Path(tmpdir) / "tools.tar"
+        subprocess.run(["tar", "-cf", str(tmp_tar), "-C", str(root), "."], check=True)
+        size = tmp_tar.stat().st_size
+        with tmp_tar.open("ab") as handle:
+            handle.write(b"\0" * ((-size) % 512 + 10240))
+        os.replace(tmp_tar, final)
+    return final

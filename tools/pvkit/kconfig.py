@@ -137,10 +137,14 @@ def parse_fragment(path: Path) -> list[Assignment]:
     return out
 
 
-def profile_fragments(profile: str) -> list[Path]:
+def profile_fragments(profile: str, src: Source | None = None) -> list[Path]:
+    """A profile's fragments; pvstat.config too when the tree carries the pvstat patch."""
     if profile not in PROFILES:
         raise PvkitError(f"unknown profile '{profile}': choose one of {', '.join(PROFILES)}")
-    return [PROFILES_DIR / "common.config", PROFILES_DIR / f"{profile}.config"]
+    out = [PROFILES_DIR / "common.config", PROFILES_DIR / f"{profile}.config"]
+    if src is not None and (src.root / "arch/x86/kernel/pvstat.c").exists():
+        out.append(PROFILES_DIR / "pvstat.config")
+    return out
 
 
 def merge_fragments(paths: list[Path]) -> list[Assignment]:
@@ -302,7 +306,7 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
             base: str = "tinyconfig", kconf: KernelKconfig | None = None) -> Resolved:
     """Resolve base + the profile's fragments + extra ones; every requested symbol must end
     at its requested value."""
-    fragments = profile_fragments(profile) if profile else []
+    fragments = profile_fragments(profile, src) if profile else []
     fragments += [Path(p) for p in extra_fragments or []]
     assignments = merge_fragments(fragments)
     kconf = kconf or load(src)

@@ -17,7 +17,8 @@ from typing import Any
 from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR
 
-TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs"}
+TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
+            "tools"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup"}
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
@@ -54,6 +55,7 @@ class Scenario:
     xen_cmdline: str = ""
     dom0_cmdline: str = ""
     needs: list[str] = field(default_factory=list)  # extra guest programs, e.g. "iperf3"
+    tools: list[str] = field(default_factory=list)  # big programs on dom0's tools disk (vdc)
 
     def tests_in(self, where: str, when: str | None = None) -> list[Test]:
         return [t for t in self.tests if t.where == where and (when is None or t.when == when)]
@@ -137,6 +139,7 @@ def load(path: Path) -> Scenario:
         xen_cmdline=_want(path, text, xen, "cmdline", str, ""),
         dom0_cmdline=_want(path, text, xen, "dom0_cmdline", str, ""),
         needs=_want(path, text, data, "needs", list, []),
+        tools=_want(path, text, data, "tools", list, []),
     )
 
 
@@ -201,7 +204,7 @@ i=0
 while ! tr -d '\\r' < "$PVK_GUEST_LOG" 2>/dev/null | grep -q 'PVKIT-STAGE domU-done'; do
 	state=$(pvk_domu_state)
 	case "$state" in
-	""|*c*|*d*|*s*) echo "domU stopped before finishing its tests (state '$state')"; exit 1;;
+	gone|*c*|*d*|*s*) echo "domU stopped before finishing its tests (state '$state')"; exit 1;;
 	esac
 	i=$((i + 1))
 	[ $i -lt {timeout} ] || {{ echo "domU not done after {timeout} s"; exit 1; }}
@@ -209,7 +212,7 @@ while ! tr -d '\\r' < "$PVK_GUEST_LOG" 2>/dev/null | grep -q 'PVKIT-STAGE domU-d
 done
 """
 _BUILTIN_DESTROY = """\
-if [ -n "$(pvk_domu_state)" ]; then
+if [ "$(pvk_domu_state)" != gone ]; then
 	xl destroy "$PVK_DOMU"
 fi
 pvk_wait 30 sh -c '[ -z "$(xl list | grep pvkit-domU)" ]'

@@ -68,9 +68,10 @@ pvk_domid() {
 	xl domid "$PVK_DOMU"
 }
 
-# the domU's state letters from `xl list` (r, b, p, s, c, d), empty if it is gone
+# the domU's state column from `xl list` (e.g. -b----, --p---), or "gone"
 pvk_domu_state() {
-	xl list "$PVK_DOMU" 2>/dev/null | awk 'NR == 2 { gsub(/-/, "", $5); print $5 }'
+	_s=$(xl list "$PVK_DOMU" 2> /dev/null | awk 'NR == 2 { print $5 }')
+	echo "${_s:-gone}"
 }
 
 # a value the domU printed on its console as `pvkit-value NAME VALUE`
@@ -120,7 +121,7 @@ pvk_sysbench() {
 
 # fio on a block device, O_DIRECT: sequential 1 MiB read/write, 4 KiB random read/write
 pvk_fio() {
-	_size=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { m = int(128 * s); if (m < 8) m = 8; print m }')
+	_size=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { m = int(256 * s); if (m < 64) m = 64; if (m > 128) m = 128; print m }')
 	_k=1
 	while [ "$_k" -le "${PVK_REPEATS:-3}" ]; do
 		for _job in seq_read:read:1M seq_write:write:1M rand_read:randread:4k rand_write:randwrite:4k; do
@@ -130,7 +131,7 @@ pvk_fio() {
 			_bs=${_rest#*:}
 			_io=$_size
 			[ "$_bs" = 4k ] && _io=$((_size / 8))
-			_bw=$(fio --name="$_name" --filename="$1" --rw="$_rw" --bs="$_bs" --size="${_size}M" \
+			_bw=$(pvk_tool fio --name="$_name" --filename="$1" --rw="$_rw" --bs="$_bs" --size="${_size}M" \
 				--io_size="${_io}M" \
 				--direct=1 --ioengine=psync --numjobs=1 --randseed=42 --output-format=terse \
 				--terse-version=3 | awk -F';' -v rw="$_rw" \
@@ -170,4 +171,22 @@ pvk_forks() {
 		/bin/true || true
 		_i=$((_i + 1))
 	done
+}
+
+# big guest programs come on a tools disk (a tar: bin/, lib/) that dom0 sees as /dev/vdc and
+# passes to the domU; unpack it once, then run a program with its own libraries
+pvk_tools() {
+	[ -x /opt/tools/bin/fio ] && return 0
+	mkdir -p /opt/tools
+	for _dev in "$@"; do
+		[ -b "$_dev" ] && tar -xf "$_dev" -C /opt/tools && return 0
+	done
+	echo "no tools disk among: $*"
+	return 1
+}
+
+pvk_tool() {
+	_name=$1
+	shift
+	/opt/tools/lib/ld-linux-x86-64.so.2 --library-path /opt/tools/lib "/opt/tools/bin/$_name" "$@"
 }
