@@ -18,7 +18,7 @@ def ops_by_path(text: str) -> dict[str, pvstat.Op]:
 
 def test_param_types() -> None:
     assert pvstat.param_type("const struct desc_ptr *") == "const struct desc_ptr *"
-    assert pvstat.param_type("unsigned entries") == "unsigned"
+    assert pvstat.param_type("unsigned entries") == "unsigned int"
     assert pvstat.param_type("unsigned long") == "unsigned long"
     assert pvstat.param_type(" struct desc_struct *") == "struct desc_struct *"
     assert pvstat.param_type("pgd_t *pgd") == "pgd_t *"
@@ -32,8 +32,8 @@ def test_older_layout() -> None:
     parsed = pvstat.parse(FIXTURE.read_text())
     assert parsed.groups == ["init", "time", "cpu", "irq", "mmu", "lock"]
     ops = {op.path: op for op in parsed.ops}
-    assert ops["init.patch"].params == ("u8", "void *", "unsigned long", "unsigned")
-    assert ops["init.patch"].ret == "unsigned"
+    assert ops["init.patch"].params == ("u8", "void *", "unsigned long", "unsigned int")
+    assert ops["init.patch"].ret == "unsigned int"
     assert ops["time.steal_clock"].ret == "unsigned long long"
     assert ops["cpu.write_gdt_entry"].signature("w") == (
         "void w(struct desc_struct *a0, int a1, const void *a2, int a3)")
@@ -43,7 +43,10 @@ def test_older_layout() -> None:
     assert ops["mmu.set_p4d_only"].cond == (
         "defined(CONFIG_PARAVIRT_XXL) && !(CONFIG_PGTABLE_LEVELS >= 5)")
     assert ops["mmu.lazy_mode.flush"].cond == "defined(CONFIG_PARAVIRT_XXL)"
-    assert ops["mmu.set_fixmap"].params == ("unsigned", "phys_addr_t", "pgprot_t")
+    assert ops["mmu.set_fixmap"].params == ("unsigned int", "phys_addr_t", "pgprot_t")
+    long = ops["mmu.ptep_modify_prot_start"].definition("static notrace ", "pvstat_" + "x" * 40)
+    assert all(len(line.expandtabs()) <= 100 for line in long.splitlines())
+    assert long.count("\n") == 1 and long.endswith("pte_t *a2)")
     assert ops["mmu.ptep_modify_prot_start"].ret == "pte_t"
     assert ops["irq.restore_fl"].callee_save
     wrapped, skipped = pvstat.classify(parsed)

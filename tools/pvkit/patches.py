@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,27 @@ def read_series(directory: Path = PATCHES_DIR) -> list[Entry]:
     return entries
 
 
+def pristine_reader(src: Source) -> Callable[[str], str]:
+    """Read a file of the tree as it was before the pvkit series: templates are always
+    rendered against the pristine tree, so an applied series renders to the same text."""
+    state = _state(src) or {}
+
+    def read(rel: str) -> str:
+        if rel in state.get("created", []):
+            raise FileNotFoundError(rel)
+        if state.get("git_base"):
+            proc = subprocess.run(["git", "-C", str(src.root), "show",
+                                   f"{state['git_base']}:{rel}"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise FileNotFoundError(rel)
+            return proc.stdout
+        if rel in state.get("touched", []) and (Path(state["backup"]) / rel).exists():
+            return (Path(state["backup"]) / rel).read_text()
+        return (src.root / rel).read_text()
+
+    return read
+
+
 def render(entry: Entry, src: Source) -> str:
     if not entry.template:
         return entry.path.read_text()
@@ -88,7 +110,7 @@ def render(entry: Entry, src: Source) -> str:
         module = importlib.import_module(f"pvkit.gen.{entry.generator}")
     except ModuleNotFoundError as exc:
         raise PvkitError(f"{entry.name}: no generator pvkit.gen.{entry.generator}") from exc
-    context: dict[str, Any] = module.context(src)
+    context: dict[str, Any] = module.context(src, pristine_reader(src))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(entry.path.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
@@ -194,7 +216,10 @@ def apply(src: Source, directory: Path = PATCHES_DIR) -> str:
     if state and state.get("id") == ident:
         progress.step("patch series already applied")
         return "already applied"
-    if state:
+    if state and src.managed:
+        progress.step("the series changed: reverting the old one first")
+        revert(src)
+    elif state:
         raise PvkitError(f"{src.root} carries another pvkit series; run `pvkit patch revert` "
                          "first")
     if not patches:

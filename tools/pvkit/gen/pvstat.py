@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,31 @@ class Op:
         args = ", ".join(f"{_typed(t, f'a{i}')}" for i, t in enumerate(self.params)) or "void"
         return f"{self.ret} {name}({args})"
 
+    def definition(self, prefix: str, name: str) -> str:
+        """`prefix signature`, its parameters wrapped and aligned (kernel style) if long."""
+        head = f"{prefix}{self.ret} {name}("
+        args = [_typed(t, f"a{i}") for i, t in enumerate(self.params)] or ["void"]
+        line = head + ", ".join(args) + ")"
+        if len(line) <= 100:
+            return line
+        indent = "\t" * (len(head) // 8) + " " * (len(head) % 8)
+        out, current = [], head
+        for i, arg in enumerate(args):
+            piece = arg + (")" if i == len(args) - 1 else ",")
+            if current not in (head, indent) and len(current.expandtabs()) + 1 + len(piece) > 100:
+                out.append(current.rstrip())
+                current = indent
+            current += ("" if current in (head, indent) else " ") + piece
+        out.append(current)
+        return "\n".join(out)
+
+    def orig_declaration(self) -> str:
+        line = f"static typeof(pv_ops.{self.path}) pvstat_orig_{self.ident} __ro_after_init;"
+        if len(line) <= 100:
+            return line
+        return (f"static typeof(pv_ops.{self.path})\n"
+                f"\tpvstat_orig_{self.ident} __ro_after_init;")
+
     @property
     def call_args(self) -> str:
         return ", ".join(f"a{i}" for i in range(len(self.params)))
@@ -97,7 +123,9 @@ def param_type(arg: str) -> str:
 
 def _norm(t: str) -> str:
     t = re.sub(r"\s*\*\s*", " *", " ".join(t.split())).strip()
-    return re.sub(r"\* \*", "**", t)
+    t = re.sub(r"\* \*", "**", t)
+    # bare `unsigned` is `unsigned int`: the same type, in the kernel's preferred spelling
+    return re.sub(r"\bunsigned(?!\s+(?:int|long|short|char)\b)", "unsigned int", t)
 
 
 def strip_comments(text: str) -> str:
@@ -258,20 +286,24 @@ static inline void pvstat_install(void) { }
 """
 
 
-def context(src: Source) -> dict[str, Any]:
-    """Everything the patch template needs, computed from the target tree."""
-    header = src.root / HEADER
-    if not header.exists():
-        raise PvkitError(f"{src.root}: no {HEADER}; pvstat needs an x86 tree with PARAVIRT")
-    parsed = parse(header.read_text())
+def context(src: Source, read: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """Everything the patch template needs, computed from the target tree (read through
+    `read`, which gives the pristine content of files an applied series changed)."""
+    read = read or (lambda rel: (src.root / rel).read_text())
+    try:
+        header_text = read(HEADER)
+    except FileNotFoundError as exc:
+        raise PvkitError(f"{src.root}: no {HEADER}; pvstat needs an x86 tree with "
+                         "PARAVIRT") from exc
+    parsed = parse(header_text)
     wrapped, skipped = classify(parsed)
-    hook = (src.root / HOOK_FILE).read_text()
+    hook = read(HOOK_FILE)
     hooked = _insert(hook, HOOK_FILE, r"^\s*paravirt_set_cap\(\);", "\tpvstat_install();\n",
                      before=True)
     hooked = _insert(hooked, HOOK_FILE, r"^#include <asm/paravirt.h>", "#include <asm/pvstat.h>\n",
                      before=False)
-    kconfig = (src.root / KCONFIG_FILE).read_text()
-    makefile = (src.root / MAKEFILE).read_text()
+    kconfig = read(KCONFIG_FILE)
+    makefile = read(MAKEFILE)
     diffs = [
         _diff(KCONFIG_FILE, kconfig, _insert(kconfig, KCONFIG_FILE, r"^config PARAVIRT_DEBUG\b",
                                              KCONFIG, before=True)),
