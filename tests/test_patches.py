@@ -163,3 +163,46 @@ def test_git_tree_dirty_touched_file_refused(tmp_path: Path, isolated_cache: Pat
     with pytest.raises(PvkitError, match=r"uncommitted changes in a.c, which the series"):
         patches.apply(src, make_series(tmp_path, P2_GOOD))
     assert "int mine;" in (src.root / "a.c").read_text()
+
+
+def make_paravirt_tree(tmp_path: Path, data_dir: Path) -> source.Source:
+    """A tiny tree with just the files the pvstat generator reads and patches."""
+    tree = tmp_path / "pvtree"
+    for d in ("arch/x86/include/asm", "arch/x86/kernel"):
+        (tree / d).mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 5\nPATCHLEVEL = 10\nSUBLEVEL = 0\n")
+    (tree / "Kconfig").write_text("")
+    (tree / "arch/x86/include/asm/paravirt_types.h").write_text(
+        (data_dir / "pvstat/paravirt_types-5.10-layout.h").read_text())
+    (tree / "arch/x86/Kconfig").write_text(
+        "config PARAVIRT\n\tbool \"pv\"\n\nconfig PARAVIRT_DEBUG\n\tbool \"debug\"\n")
+    (tree / "arch/x86/kernel/Makefile").write_text(
+        "obj-y += setup.o\nobj-$(CONFIG_PARAVIRT)\t\t+= paravirt.o\nobj-y += tsc.o\n")
+    (tree / "arch/x86/kernel/alternative.c").write_text(
+        "#include <linux/init.h>\n#include <asm/paravirt.h>\n\nvoid __init "
+        "alternative_instructions(void)\n{\n\tparavirt_set_cap();\n\tapply_paravirt(a, b);\n}\n")
+    return source.from_tree(tree)
+
+
+def test_template_series_renders_against_pristine_tree(tmp_path: Path, data_dir: Path,
+                                                        isolated_cache: Path) -> None:
+    src = make_paravirt_tree(tmp_path, data_dir)
+    before = digest(src.root)
+    series = tmp_path / "series-dir"
+    series.mkdir()
+    repo = Path(__file__).resolve().parents[1] / "kernel-patches"
+    (series / "0001-pvstat.patch.j2").write_text((repo / "0001-pvstat.patch.j2").read_text())
+    (series / "series").write_text("0001-pvstat.patch.j2\n")
+    first = patches.materialize(src, series)[0].text
+    assert "Linux\n5.10.0 (op groups: init, time, cpu, irq, mmu, lock)" in first
+    assert "  cpu.iret: jumped to from entry assembly" in first
+    assert patches.apply(src, series) == "applied 1 patches"
+    assert "\tpvstat_install();\n\tparavirt_set_cap();" in (
+        src.root / "arch/x86/kernel/alternative.c").read_text()
+    assert (src.root / "arch/x86/kernel/pvstat.c").exists()
+    assert "obj-$(CONFIG_PVSTAT)" in (src.root / "arch/x86/kernel/Makefile").read_text()
+    # rendered again against the patched tree, the template gives the same text: a no-op
+    assert patches.materialize(src, series)[0].text == first
+    assert patches.apply(src, series) == "already applied"
+    patches.revert(src)
+    assert digest(src.root) == before

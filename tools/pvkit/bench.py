@@ -79,6 +79,7 @@ class Options:
     accel: str = "tcg"
     domu_cmdline: str = ""  # e.g. to inject a slowdown for --compare
     out: Path | None = None
+    pvstat: bool = True  # an extra boot with pvstat on: the paravirt ops of each workload
 
 
 def compile_pvbench() -> Path:
@@ -104,6 +105,17 @@ def _metrics(doc: dict[str, Any] | None) -> dict[str, list[float]]:
             if name and rep.isdigit():
                 out.setdefault(name, []).append((int(rep), value))
     return {k: [v for _, v in sorted(vals)] for k, vals in out.items()}
+
+
+def _pvstat(doc: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    """`pvstat:<workload>:<op>` metrics: workload -> op -> calls."""
+    out: dict[str, dict[str, int]] = {}
+    for case in (doc or {}).get("cases", []):
+        for key, (value, _unit) in case["metrics"].items():
+            if key.startswith("pvstat:"):
+                _, workload, op = key.split(":", 2)
+                out.setdefault(workload, {})[op] = int(value)
+    return out
 
 
 def _units(*docs: dict[str, Any] | None) -> dict[str, str]:
@@ -210,6 +222,18 @@ def run_bench(opts: Options) -> dict[str, Any]:
     units = _units(native["ktap"].get("domU"), xen["ktap"].get("dom0"),
                    xen["ktap"].get("domU"))
     data = {"meta": _meta(native, xen, opts), "workloads": analyse(per_place, units)}
+    if opts.pvstat:
+        progress.step("bench: pvstat run (the paravirt ops each workload causes; not timed)")
+        r = run.run(str(BENCH_DIR / "pvstat.toml"), run.Options(
+            **{**common, "icount": False}, out=out / "pvstat"))  # type: ignore[arg-type]
+        if r["status"] != "PASS":
+            raise PvkitError(f"bench pvstat run failed: {r['reason']} (console: "
+                             f"{r['console_log']}); is the pvstat patch applied?")
+        for place in ("dom0", "domU"):
+            for workload, ops in _pvstat(r["ktap"].get(place)).items():
+                if workload in data["workloads"]:
+                    data["workloads"][workload].setdefault("pvstat", {})[place] = ops
+        data["meta"]["runs"]["pvstat"] = r["dir"]
     write_json(out / "results.json", data)
     from pvkit import benchreport
 

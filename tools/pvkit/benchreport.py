@@ -93,6 +93,16 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
         relative = [[r[0], _relative(data, r[0])] for r in body]
         lines += ["", "Relative to native (1.00 = native speed; the paper's Figure 3 score): "
                   + "; ".join(f"{name} {rel}" for name, rel in relative)]
+    pv = [w for w in data["workloads"].values() if w.get("pvstat")]
+    if pv:
+        lines += ["", "## Paravirt ops caused (pvstat, one run at the same scale, program "
+                  "start included)", "", "| workload | place | top paravirt ops (calls) |",
+                  "|---|---|---|"]
+        for w in pv:
+            for place, ops in w["pvstat"].items():
+                top = sorted(ops.items(), key=lambda kv: -kv[1])[:6]
+                lines.append(f"| {w['label']} | {place} | "
+                             + ", ".join(f"{op} {n}" for op, n in top) + " |")
     lines += ["", "Medians over repeats; spread = (max - min) / median; * marks a spread above "
               "5%.", ""]
     lines += [f"![{p}]({p})" for p in plots]

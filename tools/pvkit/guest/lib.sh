@@ -190,3 +190,15 @@ pvk_tool() {
 	shift
 	/opt/tools/lib/ld-linux-x86-64.so.2 --library-path /opt/tools/lib "/opt/tools/bin/$_name" "$@"
 }
+
+# pvstat per microbenchmark: the paravirt ops each one caused, one run at $PVK_SCALE, as
+# `metric pvstat:<benchmark>:<op> <calls> calls`
+pvk_pvstat_each() {
+	for _b in $(pvbench -l); do
+		if [ -n "$PVK_MICRO" ]; then
+			case " $PVK_MICRO " in *" $_b "*) ;; *) continue ;; esac
+		fi
+		pvk_pvstat pvbench -r 1 -s "${PVK_SCALE:-1}" "$_b" > /tmp/pvstat.$_b || return 1
+		sed "s/^metric pvstat\./metric pvstat:$_b:/" /tmp/pvstat.$_b
+	done
+}
