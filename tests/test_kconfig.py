@@ -127,3 +127,20 @@ def test_profile_fragments_parse() -> None:
         assert {"XEN", "XEN_PV", "HVC_XEN"} <= names
     dom0 = {a.name for a in kconfig.merge_fragments(kconfig.profile_fragments("dom0"))}
     assert {"XEN_DOM0", "XEN_GNTDEV", "XEN_PRIVCMD", "BRIDGE", "BLK_DEV_LOOP", "TUN"} <= dom0
+
+
+def test_resolution_is_remembered_for_managed_trees(tree: source.Source, tmp_path: Path,
+                                                     isolated_cache: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    managed = source.Source(tree.root, tree.version, "deb:fixture=1", managed=True)
+    f = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_ACPI=y\nCONFIG_PCI=y\n")
+    first = kconfig.resolve(managed, None, [f], base="allnoconfig")
+
+    def no_parse(src: source.Source) -> None:
+        raise AssertionError("Kconfig parsed again for the same inputs")
+
+    monkeypatch.setattr(kconfig, "load", no_parse)
+    assert kconfig.resolve(managed, None, [f], base="allnoconfig").text == first.text
+    f.write_text("CONFIG_XEN=y\n")  # a changed fragment is a new resolution
+    with pytest.raises(AssertionError, match="parsed again"):
+        kconfig.resolve(managed, None, [f], base="allnoconfig")

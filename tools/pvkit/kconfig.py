@@ -19,9 +19,9 @@ from typing import Any
 import kconfiglib
 
 from pvkit.errors import PvkitError
-from pvkit.paths import PROFILES_DIR
+from pvkit.paths import PROFILES_DIR, cache_subdir
 from pvkit.source import Source
-from pvkit.util import first_line, sha256_text
+from pvkit.util import first_line, sha256_file, sha256_text, write_atomic
 
 PROFILES = ("dom0", "domU")
 BASES = ("tinyconfig", "defconfig", "allnoconfig")
@@ -309,6 +309,11 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
     fragments = profile_fragments(profile, src) if profile else []
     fragments += [Path(p) for p in extra_fragments or []]
     assignments = merge_fragments(fragments)
+    memo = _memo_path(src, base, fragments) if kconf is None else None
+    if memo is not None and memo.exists():  # same tree, base and fragments: same answer
+        text = memo.read_text()
+        return Resolved(text, sha256_text(text), base, [str(p) for p in fragments],
+                        {a.name: a.value for a in assignments})
     kconf = kconf or load(src)
     _apply_base(kconf, src, base)
     for a in assignments:
@@ -327,6 +332,8 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
     if problems:
         raise PvkitError("requested config did not hold:\n" + "\n".join(problems))
     text = config_text(kconf)
+    if memo is not None:
+        write_atomic(memo, text)
     return Resolved(
         text=text,
         sha256=sha256_text(text),
@@ -334,6 +341,18 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
         fragments=[str(p) for p in fragments],
         requested={a.name: a.value for a in assignments},
     )
+
+
+def _memo_path(src: Source, base: str, fragments: list[Path]) -> Path | None:
+    """Where a resolution is remembered: only for pvkit's own (immutable) source trees."""
+    if not src.managed:
+        return None
+    from pvkit.source import fingerprint
+
+    base_id = sha256_file(Path(base)) if Path(base).is_file() else base
+    key = sha256_text(fingerprint(src), base_id, compiler_env()["CC_VERSION_TEXT"],
+                      *(f"{p}:{sha256_file(p)}" for p in fragments))
+    return cache_subdir("config") / f"{key[:24]}.config"
 
 
 def config_text(kconf: KernelKconfig) -> str:
