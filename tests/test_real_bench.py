@@ -53,6 +53,7 @@ def test_compare_flags_injected_slowdown(baseline: dict, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     slowed = bench.run_bench(bench.Options(repeats=3, scale=0.05, micro=MICRO,
                                            domu_cmdline="init_on_free=1", pvstat=False,
+                                           io=False,
                                            out=tmp_path))
     rows = bench.compare(baseline, slowed)
     flagged = {(r["workload"], r["place"]) for r in rows if r["flag"] == "slower"}

@@ -80,6 +80,7 @@ class Options:
     domu_cmdline: str = ""  # e.g. to inject a slowdown for --compare
     out: Path | None = None
     pvstat: bool = True  # an extra boot with pvstat on: the paravirt ops of each workload
+    io: bool = True  # fio and iperf3 through the split drivers
 
 
 def compile_pvbench() -> Path:
@@ -202,7 +203,7 @@ def run_bench(opts: Options) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     pvbench = compile_pvbench()
     env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale),
-           "PVK_MICRO": " ".join(opts.micro)}
+           "PVK_MICRO": " ".join(opts.micro), "PVK_IO": "1" if opts.io else "0"}
     common = {"accel": opts.accel, "icount": opts.icount, "env": env,
               "files": {"bin/pvbench": pvbench.read_bytes()}, "domu_cmdline": opts.domu_cmdline}
     results = {}

@@ -285,8 +285,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_boot)
 
     p = sub.add_parser("bench", help="overhead: native vs dom0 vs PV domU; or --compare A B")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--scale", type=float, default=0.2,
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=float, default=0.1,
                    help="work per repeat, times pvbench's base counts (0.05: quick)")
     p.add_argument("--micro", action="append", default=[], help="only these microbenchmarks")
     p.add_argument("--realtime", action="store_true",
