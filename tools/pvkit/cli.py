@@ -38,7 +38,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_source(args: argparse.Namespace) -> int:
     from pvkit import source
 
-    src = source.resolve(args.tree)
+    src = source.resolve(args.tree, update=args.update)
     if args.json:
         _print_json(src.to_json())
     else:
@@ -238,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("source", help="fetch/extract the kernel source, print its version")
     _add_tree(p)
+    p.add_argument("--update", action="store_true",
+                   help="ask apt for the newest linux-source (default: the one in the cache)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_source)
 

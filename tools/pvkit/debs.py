@@ -84,9 +84,9 @@ def download(name: str, version: str | None = None) -> Path:
 def fetch(name: str, version: str | None = None) -> Package:
     """Download and unpack a package; reuses a complete earlier unpack."""
     version = version or candidate_version(name)
-    deb = download(name, version)
     root = cache_subdir("pkgs") / f"{name}_{version.replace(':', '%3a')}"
     stamp = root / ".pvkit-complete"
+    deb = _deb_path(name, version) if stamp.exists() else download(name, version)
     if not stamp.exists():
         progress.step(f"unpacking {deb.name}")
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))

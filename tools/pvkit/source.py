@@ -53,8 +53,24 @@ def from_tree(path: Path) -> Source:
     return Source(root, kernel_version(root), f"tree:{root}", managed=False)
 
 
-def from_debian(package: str = DEFAULT_PACKAGE, version: str | None = None) -> Source:
-    """Download and extract Debian's linux-source package once into the cache."""
+def _extracted(package: str) -> str | None:
+    """The newest version of the package already extracted completely in the cache."""
+    done = [p for p in cache_subdir("src").glob(f"{package}_*")
+            if (p / ".pvkit-complete").exists()]
+    if not done:
+        return None
+    newest = max(done, key=lambda p: p.stat().st_mtime)
+    return newest.name.split("_", 1)[1].replace("%3a", ":")
+
+
+def from_debian(package: str = DEFAULT_PACKAGE, version: str | None = None,
+                update: bool = False) -> Source:
+    """Download and extract Debian's linux-source package once into the cache.
+
+    Without a version, a tree already extracted is used as it is (no apt query: builds stay
+    fast and reproducible); `update` asks apt for its newest version instead."""
+    if version is None and not update:
+        version = _extracted(package)
     pkg = debs.fetch(package, version)
     dest = cache_subdir("src") / f"{package}_{pkg.version.replace(':', '%3a')}"
     if not (dest / ".pvkit-complete").exists():
@@ -82,11 +98,11 @@ def from_debian(package: str = DEFAULT_PACKAGE, version: str | None = None) -> S
     return Source(root, kernel_version(root), f"deb:{package}={pkg.version}", managed=True)
 
 
-def resolve(tree: str | None = None) -> Source:
+def resolve(tree: str | None = None, update: bool = False) -> Source:
     if tree:
         return from_tree(Path(tree))
     env_tree = os.environ.get("PVKIT_TREE")
-    return from_tree(Path(env_tree)) if env_tree else from_debian()
+    return from_tree(Path(env_tree)) if env_tree else from_debian(update=update)
 
 
 def fingerprint(src: Source) -> str:
