@@ -210,6 +210,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gen(args: argparse.Namespace) -> int:
+    from pvkit.gen import blkif
+
+    blkif.generate()
+    print(f"{blkif.C_OUT}\n{blkif.PY_OUT}")
+    return 0
+
+
 def _add_tree(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
 
@@ -275,6 +283,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with gen: directory for the rendered patches")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_patch)
+
+    p = sub.add_parser("gen", help="generate the blkif protocol header and Python mirror "
+                       "from drivers/pvblk/blkif.spec.toml")
+    p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")
     _add_tree(p)
