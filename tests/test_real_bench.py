@@ -57,7 +57,8 @@ def test_compare_flags_injected_slowdown(baseline: dict, tmp_path: Path,
                                            out=tmp_path))
     rows = bench.compare(baseline, slowed)
     flagged = {(r["workload"], r["place"]) for r in rows if r["flag"] == "slower"}
-    assert ("mem_touch_1m", "native") in flagged or ("mem_touch_1m", "domU") in flagged
+    # freeing zeroed pages makes fork+exit slower (seen: native fork +20%)
+    assert ("fork", "native") in flagged, rows
     assert ("cpu_loop", "domU") not in flagged  # the control stays within noise
     rc = cli.main(["bench", "--compare", baseline["dir"], slowed["dir"]])
     assert rc == 1
