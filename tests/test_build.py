@@ -39,6 +39,15 @@ def prepare(monkeypatch: pytest.MonkeyPatch, fake_src: source.Source, text: str)
     return calls
 
 
+def recorded(fake_src: source.Source, cache: Path, text: str) -> Path:
+    """A build directory whose metadata records the content key of this config."""
+    dir_key, content_key = build.keys(fake_src, resolved(text).sha256, "fp")
+    out = cache / "build" / f"domU-{dir_key[:16]}"
+    out.mkdir(parents=True)
+    (out / "metadata.json").write_text(f'{{"content_key": "{content_key}"}}')
+    return out
+
+
 def test_key_hit_skips_make(monkeypatch: pytest.MonkeyPatch, fake_src: source.Source,
                             isolated_cache: Path) -> None:
     calls = prepare(monkeypatch, fake_src, "CONFIG_A=y\n")
@@ -57,11 +66,8 @@ def test_key_hit_skips_make(monkeypatch: pytest.MonkeyPatch, fake_src: source.So
 
 def test_config_change_rebuilds(monkeypatch: pytest.MonkeyPatch, fake_src: source.Source,
                                 isolated_cache: Path) -> None:
-    calls = prepare(monkeypatch, fake_src, "CONFIG_A=y\n")
-    dir_key, content_key = build.keys(fake_src, resolved("CONFIG_A=y\n").sha256, "fp")
-    out = isolated_cache / "build" / f"domU-{dir_key[:16]}"
-    out.mkdir(parents=True)
-    (out / "metadata.json").write_text(f'{{"content_key": "{content_key}"}}')
+    prepare(monkeypatch, fake_src, "CONFIG_A=y\n")
+    out = recorded(fake_src, isolated_cache, "CONFIG_A=y\n")
     calls = prepare(monkeypatch, fake_src, "CONFIG_A=n\n")
     build.build("domU")
     assert len(calls) == 1 and calls[0][3] != out
@@ -70,10 +76,7 @@ def test_config_change_rebuilds(monkeypatch: pytest.MonkeyPatch, fake_src: sourc
 def test_missing_artifact_rebuilds(monkeypatch: pytest.MonkeyPatch, fake_src: source.Source,
                                    isolated_cache: Path) -> None:
     calls = prepare(monkeypatch, fake_src, "CONFIG_A=y\n")
-    dir_key, content_key = build.keys(fake_src, resolved("CONFIG_A=y\n").sha256, "fp")
-    out = isolated_cache / "build" / f"domU-{dir_key[:16]}"
-    out.mkdir(parents=True)
-    (out / "metadata.json").write_text(f'{{"content_key": "{content_key}"}}')
+    recorded(fake_src, isolated_cache, "CONFIG_A=y\n")
     build.build("domU")
     assert len(calls) == 1
 

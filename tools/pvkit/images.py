@@ -281,12 +281,17 @@ def dom0_payload(files: dict[str, str | bytes], vmlinux: Path | None, initrd: by
         shutil.copy(vmlinux, root / "domU/vmlinux")
         (root / "domU/initrd").write_bytes(initrd)
     tar = workdir / "payload.tar"
+    _tar_disk(root, tar)
+    return tar
+
+
+def _tar_disk(root: Path, tar: Path) -> None:
+    """A tar of a directory that a guest reads straight from a disk: padded to whole
+    sectors (plus end blocks) so the virtio disk exposes every byte."""
     subprocess.run(["tar", "-cf", str(tar), "-C", str(root), "."], check=True)
-    # round up to whole sectors so the virtio disk exposes every byte
     size = tar.stat().st_size
     with tar.open("ab") as handle:
         handle.write(b"\0" * ((-size) % 512 + 1024 * 10))
-    return tar
 
 
 def tools_tar(programs: tuple[str, ...]) -> Path:
@@ -311,9 +316,6 @@ def tools_tar(programs: tuple[str, ...]) -> Path:
             for lib in needed_libraries(src, base):
                 shutil.copy(lib.resolve(), root / "lib" / lib.name)
         tmp_tar = Path(tmpdir) / "tools.tar"
-        subprocess.run(["tar", "-cf", str(tmp_tar), "-C", str(root), "."], check=True)
-        size = tmp_tar.stat().st_size
-        with tmp_tar.open("ab") as handle:
-            handle.write(b"\0" * ((-size) % 512 + 10240))
+        _tar_disk(root, tmp_tar)
         os.replace(tmp_tar, final)
     return final
