@@ -222,14 +222,18 @@ def domu_initramfs(build: Build, needs: tuple[str, ...] = ()) -> Path:
     return final
 
 
-def _copy_program(program: str, base: Path, root: Path) -> None:
+def _find_program(program: str, base: Path) -> Path:
+    """A program of the dom0 root filesystem (a real file, not a link to busybox)."""
     for d in ("usr/bin", "usr/sbin", "bin", "sbin"):
         src = base / d / program
         if src.exists() and not src.is_symlink():
-            break
-    else:
-        raise PvkitError(f"guest program '{program}' not found in the dom0 root filesystem; "
-                         f"add its package to ROOTFS_PACKAGES")
+            return src
+    raise PvkitError(f"guest program '{program}' not found in the dom0 root filesystem; "
+                     f"add its package to ROOTFS_PACKAGES")
+
+
+def _copy_program(program: str, base: Path, root: Path) -> None:
+    src = _find_program(program, base)
     shutil.copy(src, root / "usr/bin" / program)
     for lib in needed_libraries(src, base):
         rel = lib.relative_to(base)
@@ -308,10 +312,7 @@ def tools_tar(programs: tuple[str, ...]) -> Path:
         (root / "bin").mkdir(parents=True)
         (root / "lib").mkdir()
         for program in programs:
-            src = next((base / d / program for d in ("usr/bin", "usr/sbin")
-                        if (base / d / program).exists()), None)
-            if src is None:
-                raise PvkitError(f"guest tool '{program}' not found in the dom0 root filesystem")
+            src = _find_program(program, base)
             shutil.copy(src, root / "bin" / program)
             for lib in needed_libraries(src, base):
                 shutil.copy(lib.resolve(), root / "lib" / lib.name)

@@ -6,9 +6,7 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,28 +55,6 @@ def read_json(path: Path) -> Any:
         raise PvkitError(f"{path}: corrupt JSON ({exc}); delete it and re-run") from exc
 
 
-def run(
-    cmd: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    what: str | None = None,
-) -> str:
-    """Run a command, return its stdout; on failure raise a one-line PvkitError."""
-    try:
-        proc = subprocess.run(
-            list(cmd), cwd=cwd, env=dict(env) if env is not None else None,
-            capture_output=True, text=True, check=False,
-        )
-    except FileNotFoundError as exc:
-        raise PvkitError(f"{cmd[0]}: not found; run `pvkit setup` to install host tools") from exc
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        last = detail[-1] if detail else f"exit status {proc.returncode}"
-        raise PvkitError(f"{what or cmd[0]} failed: {last}")
-    return proc.stdout
-
-
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a completed temporary directory into place (the commit step of a cache entry)."""
     if final.exists():
@@ -90,6 +66,3 @@ def first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else ""
 
-
-def unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))

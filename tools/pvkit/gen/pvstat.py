@@ -60,15 +60,17 @@ class Op:
     def ident(self) -> str:
         return self.path.replace(".", "_")
 
+    def _args(self) -> list[str]:
+        return [_typed(t, f"a{i}") for i, t in enumerate(self.params)] or ["void"]
+
     def signature(self, name: str) -> str:
-        args = ", ".join(f"{_typed(t, f'a{i}')}" for i, t in enumerate(self.params)) or "void"
-        return f"{self.ret} {name}({args})"
+        return f"{self.ret} {name}({', '.join(self._args())})"
 
     def definition(self, prefix: str, name: str) -> str:
         """`prefix signature`, its parameters wrapped and aligned (kernel style) if long."""
         head = f"{prefix}{self.ret} {name}("
-        args = [_typed(t, f"a{i}") for i, t in enumerate(self.params)] or ["void"]
-        line = head + ", ".join(args) + ")"
+        args = self._args()
+        line = prefix + self.signature(name)
         if len(line) <= 100:
             return line
         indent = "\t" * (len(head) // 8) + " " * (len(head) % 8)
