@@ -41,7 +41,9 @@ def test_build_and_metadata(profile: str) -> None:
     assert {"gcc", "make", "ld", "ccache"} <= set(meta["toolchain"])
     assert meta["inputs"]["config_sha256"] and meta["inputs"]["fragments"]
     assert "make -C" in meta["reproducer"] and f"O={b.dir}" in meta["reproducer"]
-    assert meta["steps"] > 500 and meta["warnings"] >= 0
+    # steps and warnings describe the last make run, which may have been incremental
+    assert meta["steps"] == build._count_steps(Path(meta["log"])) > 0
+    assert meta["warnings"] >= 0
     assert set(meta["ccache"]) == {"hits", "misses"}
     notes = elf.xen_notes(b.vmlinux)
     assert notes["XEN_ELFNOTE_GUEST_OS"] == "linux"
