@@ -210,6 +210,30 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drivers(args: argparse.Namespace) -> int:
+    from pvkit import build, drivers
+
+    names = args.name or drivers.available()
+    if args.checkpatch:
+        root = build.prepare_source(args.tree).root
+        problems = [p for n in names for p in drivers.checkpatch(n, root)]
+        print("\n".join(problems) if problems else
+              f"checkpatch --strict: clean ({', '.join(names)})")
+        return 1 if problems else 0
+    kernels = {p: build.find(p, tree=args.tree) for p in args.profile or ["dom0", "domU"]}
+    builds = drivers.build_all(names, kernels)
+    rows = [{"driver": b.name, "profile": b.profile, "kernel": b.metadata["kernel"]["release"],
+             "modules": {m: str(path) for m, path in b.modules.items()},
+             "warnings": len(b.metadata["warnings"])}
+            for bs in builds.values() for b in bs]
+    if args.json:
+        _print_json(rows)
+    for r in [] if args.json else rows:
+        for module, path in r["modules"].items():
+            print(f"{r['profile']:<5} {module:<14} {path}  ({r['warnings']} warnings)")
+    return 0
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from pvkit.gen import blkif
 
@@ -283,6 +307,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with gen: directory for the rendered patches")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_patch)
+
+    p = sub.add_parser("drivers", help="build drivers/ (Kbuild, M=) against the built kernels, "
+                       "or --checkpatch them")
+    p.add_argument("name", nargs="*", help="drivers/<name> (default: all)")
+    _add_tree(p)
+    p.add_argument("--profile", choices=("dom0", "domU"), action="append")
+    p.add_argument("--checkpatch", action="store_true",
+                   help="run the kernel's scripts/checkpatch.pl --strict on the sources")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drivers)
 
     p = sub.add_parser("gen", help="generate the blkif protocol header and Python mirror "
                        "from drivers/pvblk/blkif.spec.toml")

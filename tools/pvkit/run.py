@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pvkit import build as build_mod
+from pvkit import drivers as drivers_mod
 from pvkit import images, junit, ktap, progress, qemu, scenarios
 from pvkit.console import Monitor
 from pvkit.paths import cache_subdir
@@ -71,13 +72,16 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     if opts.domu_cmdline:
         scn = dataclasses.replace(scn, domu_cmdline=f"{scn.domu_cmdline} {opts.domu_cmdline}")
     shared = payload_extras(opts)
+    modules = drivers_mod.build_all(scn.drivers, builds)
     base_initrd = images.domu_initramfs(domu, tuple(scn.needs))
-    domu_files: dict[str, str | bytes] = {**scenarios.render_domu(scn), **shared}
+    domu_files: dict[str, str | bytes] = {**scenarios.render_domu(scn), **shared,
+                                          **drivers_mod.payload(modules["domU"])}
     initrd = base_initrd.read_bytes() + images.domu_payload(domu_files, workdir)
     accel = "tcg" if opts.icount else qemu.choose_accel(opts.accel, domu.bzimage)
     machine = qemu.Machine(accel=accel, icount=opts.icount)
     info: dict[str, Any] = {"domU_kernel": domu.release,
-                            "domU_build": str(domu.dir)}
+                            "domU_build": str(domu.dir),
+                            "drivers": {p: [str(b.dir) for b in bs] for p, bs in modules.items()}}
     if scn.boot == "native":
         initrd_path = workdir / "initrd.cpio.gz"
         initrd_path.write_bytes(initrd)
@@ -89,7 +93,8 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     dom0 = builds["dom0"]
     xen, xen_version = images.xen_binary()
     image = images.dom0_image(dom0)
-    dom0_files: dict[str, str | bytes] = {**scenarios.render_dom0(scn), **shared}
+    dom0_files: dict[str, str | bytes] = {**scenarios.render_dom0(scn), **shared,
+                                          **drivers_mod.payload(modules["dom0"])}
     payload = images.dom0_payload(dom0_files, domu.vmlinux, initrd, workdir)
     boot = qemu.XenBoot(xen, dom0.bzimage, f"{XEN_CMDLINE} {scn.xen_cmdline}".strip(),
                         f"{DOM0_CMDLINE} {scn.dom0_cmdline}".strip())

@@ -18,7 +18,7 @@ from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
-            "tools"}
+            "tools", "drivers"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup"}
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
@@ -56,6 +56,7 @@ class Scenario:
     dom0_cmdline: str = ""
     needs: list[str] = field(default_factory=list)  # extra guest programs, e.g. "iperf3"
     tools: list[str] = field(default_factory=list)  # big programs on dom0's tools disk (vdc)
+    drivers: list[str] = field(default_factory=list)  # drivers/<name>: modules in both payloads
 
     def tests_in(self, where: str, when: str | None = None) -> list[Test]:
         return [t for t in self.tests if t.where == where and (when is None or t.when == when)]
@@ -140,6 +141,7 @@ def load(path: Path) -> Scenario:
         dom0_cmdline=_want(path, text, xen, "dom0_cmdline", str, ""),
         needs=_want(path, text, data, "needs", list, []),
         tools=_want(path, text, data, "tools", list, []),
+        drivers=_want(path, text, data, "drivers", list, []),
     )
 
 

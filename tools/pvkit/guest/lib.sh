@@ -202,3 +202,87 @@ pvk_pvstat_each() {
 		sed "s/^metric pvstat\./metric pvstat:$_b:/" /tmp/pvstat.$_b
 	done
 }
+
+# --- split block devices, created the way the toolstack does (dom0) ---
+
+# pvk_blk_attach FTYPE BTYPE ID FILE [MODE]: give the domU a disk backed by FILE: the frontend
+# node device/FTYPE/ID (pvblk or vbd) and the backend node backend/BTYPE/DOMID/ID (pvblk:
+# pvblk-back serves FILE itself; vbd: xen-blkback serves a loop device over FILE), with the
+# permissions libxl gives them; `state` is written last, when the rest is in place
+pvk_blk_attach() {
+	_d=$(pvk_domid) || return 1
+	_fe=/local/domain/$_d/device/$1/$3
+	_be=/local/domain/0/backend/$2/$_d/$3
+	_params=$4
+	_phys=
+	if [ "$2" = vbd ]; then
+		_params=$(losetup -f --show "$4") || return 1
+		_phys=$(stat -L -c '%t:%T' "$_params")
+	fi
+	xenstore-exists "/local/domain/$_d/device/$1" || {
+		xenstore-write "/local/domain/$_d/device/$1" ""
+		xenstore-chmod "/local/domain/$_d/device/$1" "n$_d" r0
+	}
+	xenstore-write "$_be" ""
+	xenstore-chmod "$_be" n0 "r$_d"
+	xenstore-write "$_be/frontend" "$_fe" "$_be/frontend-id" "$_d" "$_be/online" 1 \
+		"$_be/params" "$_params" "$_be/mode" "${5:-w}" "$_be/type" phy \
+		"$_be/device-type" disk "$_be/removable" 0 "$_be/dev" "$1-$3"
+	[ -n "$_phys" ] && xenstore-write "$_be/physical-device" "$_phys"
+	xenstore-write "$_fe" ""
+	xenstore-chmod "$_fe" "n$_d" r0
+	xenstore-write "$_fe/backend" "$_be" "$_fe/backend-id" 0 "$_fe/virtual-device" "$3" \
+		"$_fe/device-type" disk
+	xenstore-write "$_be/state" 1
+	xenstore-write "$_fe/state" 1
+	echo "attached $1/$3 <-> $2 backend $_be ($_params)"
+}
+
+# pvk_blk_detach FTYPE BTYPE ID: hot-unplug as `xl block-detach` does: the backend goes
+# offline and Closing, both ends close, then the nodes are removed
+pvk_blk_detach() {
+	_d=$(pvk_domid) || return 1
+	_fe=/local/domain/$_d/device/$1/$3
+	_be=/local/domain/0/backend/$2/$_d/$3
+	_params=$(xenstore-read "$_be/params" 2> /dev/null)
+	xenstore-write "$_be/online" 0 "$_be/state" 5
+	pvk_wait 30 sh -c "[ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 6 ] || ! xenstore-exists $_be" \
+		|| echo "backend $_be did not reach Closed (state $(xenstore-read "$_be/state" 2> /dev/null))"
+	xenstore-rm "$_be" "$_fe" 2> /dev/null
+	case $_params in /dev/loop*) losetup -d "$_params" ;; esac
+	echo "detached $1/$3"
+}
+
+# domU: the block device (e.g. xvda, pvblk0) of a xenbus device (e.g. vbd-51712, pvblk-1)
+pvk_disk() {
+	for _b in /sys/block/*; do
+		_x=$(readlink "$_b/device" 2> /dev/null) || continue
+		[ "${_x##*/}" = "$1" ] && { echo "${_b##*/}"; return 0; }
+	done
+	return 1
+}
+
+# domU: sha256 of a whole block device, read with O_DIRECT (not from the page cache)
+pvk_blk_sha() {
+	dd if="/dev/$1" bs=1M iflag=direct 2> /dev/null | sha256sum | cut -d' ' -f1
+}
+
+# domU: data integrity on /dev/DEV with fio: random offsets and sizes (512 B..1 MiB) written
+# and verified (crc32c) with O_DIRECT in the first 16 MiB, and written buffered with an fsync
+# (a flush) every 4 writes in the next 16 MiB, then verified from the device after dropping
+# the page cache; SEED makes each device's data different
+pvk_blk_verify() {
+	_common="--filename=/dev/$1 --ioengine=psync --bsrange=512-1M --size=16M --randseed=$2 \
+		--verify=crc32c --verify_fatal=1 --output-format=terse --terse-version=3"
+	# shellcheck disable=SC2086
+	pvk_tool fio --name=direct --rw=randwrite --direct=1 $_common > /dev/null || {
+		echo "O_DIRECT write+verify failed on $1"; return 1; }
+	# shellcheck disable=SC2086
+	pvk_tool fio --name=buffered --rw=randwrite --direct=0 --fsync=4 --offset=16M \
+		--do_verify=0 $_common > /dev/null || { echo "buffered write failed on $1"; return 1; }
+	echo 3 > /proc/sys/vm/drop_caches
+	# shellcheck disable=SC2086
+	pvk_tool fio --name=buffered --rw=randwrite --direct=1 --offset=16M --verify_only \
+		$_common > /dev/null || { echo "verify after buffered write failed on $1"; return 1; }
+	echo "fio verified $1: 16 MiB O_DIRECT + 16 MiB buffered with flushes"
+}
