@@ -234,6 +234,21 @@ def cmd_drivers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blkbench(args: argparse.Namespace) -> int:
+    from pvkit import blkbench
+
+    clocks = ("icount", "realtime") if args.clock == "both" else (args.clock,)
+    data = blkbench.run_blkbench(blkbench.Options(
+        repeats=args.repeats, scale=args.scale, clocks=clocks,
+        out=Path(args.out) if args.out else None))
+    if args.json:
+        _print_json(data)
+    else:
+        print(blkbench.terminal(data))
+        print(f"\nreport: {data['dir']}/report.md  (blk.png, results.json beside it)")
+    return 0
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from pvkit.gen import blkif
 
@@ -350,6 +365,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default: in the cache)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("blkbench", help="fio over pvblk vs upstream xen-blkfront/blkback, "
+                       "virtio-blk natively as the ceiling")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=float, default=0.1, help="fio size: 256 MiB x scale, "
+                   "clamped to 64..128 MiB")
+    p.add_argument("--clock", choices=("icount", "realtime", "both"), default="both")
+    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_blkbench)
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")

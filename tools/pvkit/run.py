@@ -40,7 +40,7 @@ class Options:
 
 
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
-    profiles = ["domU"] + (["dom0"] if scn.boot == "xen" else [])
+    profiles = ["domU"] + (["dom0"] if scn.boot == "xen" or scn.native_kernel == "dom0" else [])
     get = build_mod.build if opts.build_missing else build_mod.find
     return {p: get(p, tree=opts.tree) for p in profiles}
 
@@ -87,9 +87,11 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
         initrd_path.write_bytes(initrd)
         # under icount the local APIC timer check stalls boot for ~25 s of guest time
         extra = " noapictimer" if opts.icount else ""
-        boot = qemu.NativeBoot(domu.bzimage, initrd_path,
+        kernel = builds[scn.native_kernel]
+        info["native_kernel"] = {"profile": kernel.profile, "build": str(kernel.dir)}
+        boot = qemu.NativeBoot(kernel.bzimage, initrd_path,
                                f"{NATIVE_CMDLINE}{extra} {scn.domu_cmdline}".strip())
-        return qemu.native_command(machine, boot, []), info
+        return qemu.native_command(machine, boot, native_drives(scn, workdir)), info
     dom0 = builds["dom0"]
     xen, xen_version = images.xen_binary()
     image = images.dom0_image(dom0)
@@ -104,6 +106,17 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     info.update({"dom0_kernel": dom0.release, "dom0_build": str(dom0.dir),
                  "xen": xen_version, "dom0_image": str(image)})
     return qemu.xen_command(machine, boot, drives), info
+
+
+def native_drives(scn: scenarios.Scenario, workdir: Path) -> list[qemu.Drive]:
+    """A native boot's virtio disks: the tools tar (vda), then a blank scratch disk."""
+    drives = [qemu.Drive(images.tools_tar(tuple(scn.tools)))] if scn.tools else []
+    if scn.native_scratch_mb:
+        scratch = workdir / "scratch.img"
+        with scratch.open("wb") as handle:
+            handle.truncate(scn.native_scratch_mb << 20)
+        drives.append(qemu.Drive(scratch, readonly=False))
+    return drives
 
 
 def payload_extras(opts: Options) -> dict[str, str | bytes]:
@@ -130,6 +143,7 @@ def run(name: str, opts: Options) -> dict[str, Any]:
         progress.step(f"scenario {scn.name}: [{t:7.1f} s] {stage}")
 
     result = qemu.run(cmd, monitor, workdir / "console.log", on_stage=on_stage)
+    (workdir / "scratch.img").unlink(missing_ok=True)
     return record(scn, workdir, result, info, cmd, opts)
 
 

@@ -18,7 +18,8 @@ from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
-            "tools", "drivers"}
+            "tools", "drivers", "native"}
+NATIVE_KEYS = {"kernel", "scratch_mb"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup"}
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
@@ -57,6 +58,8 @@ class Scenario:
     needs: list[str] = field(default_factory=list)  # extra guest programs, e.g. "iperf3"
     tools: list[str] = field(default_factory=list)  # big programs on dom0's tools disk (vdc)
     drivers: list[str] = field(default_factory=list)  # drivers/<name>: modules in both payloads
+    native_kernel: str = "domU"  # [native] kernel: the profile a native boot runs
+    native_scratch_mb: int = 0  # [native] scratch_mb: a blank virtio disk (after the tools disk)
 
     def tests_in(self, where: str, when: str | None = None) -> list[Test]:
         return [t for t in self.tests if t.where == where and (when is None or t.when == when)]
@@ -104,6 +107,12 @@ def load(path: Path) -> Scenario:
     _check_keys(path, text, domu, DOMU_KEYS, "[domU]")
     xen = _want(path, text, data, "xen", dict, {})
     _check_keys(path, text, xen, XEN_KEYS, "[xen]")
+    native = _want(path, text, data, "native", dict, {})
+    _check_keys(path, text, native, NATIVE_KEYS, "[native]")
+    native_kernel = _want(path, text, native, "kernel", str, "domU")
+    if native_kernel not in ("domU", "dom0"):
+        raise PvkitError(f"{path}:{_line_of(text, 'kernel')}: [native] kernel must be "
+                         "'domU' or 'dom0'")
     tests: list[Test] = []
     names: set[str] = set()
     for raw in _want(path, text, data, "test", list, []):
@@ -142,6 +151,8 @@ def load(path: Path) -> Scenario:
         needs=_want(path, text, data, "needs", list, []),
         tools=_want(path, text, data, "tools", list, []),
         drivers=_want(path, text, data, "drivers", list, []),
+        native_kernel=native_kernel,
+        native_scratch_mb=_want(path, text, native, "scratch_mb", int, 0),
     )
 
 

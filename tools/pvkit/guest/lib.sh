@@ -119,7 +119,8 @@ pvk_sysbench() {
 	done
 }
 
-# fio on a block device, O_DIRECT: sequential 1 MiB read/write, 4 KiB random read/write
+# fio on a block device, O_DIRECT: sequential 1 MiB read/write, 4 KiB random read/write;
+# pvk_fio DEV [PREFIX]: metrics are named PREFIXfio_<job>.rK
 pvk_fio() {
 	_size=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { m = int(256 * s); if (m < 64) m = 64; if (m > 128) m = 128; print m }')
 	_k=1
@@ -137,7 +138,7 @@ pvk_fio() {
 				--terse-version=3 | awk -F';' -v rw="$_rw" \
 				'{ if (rw ~ /read/) print $7; else print $48 }')
 			[ -n "$_bw" ] || { echo "fio $_name gave no bandwidth"; return 1; }
-			echo "metric fio_$_name.r$_k $(awk -v b="$_bw" 'BEGIN { printf "%.2f", b / 1024 }') MB/s"
+			echo "metric ${2}fio_$_name.r$_k $(awk -v b="$_bw" 'BEGIN { printf "%.2f", b / 1024 }') MB/s"
 		done
 		_k=$((_k + 1))
 	done
