@@ -214,6 +214,19 @@ def cmd_drivers(args: argparse.Namespace) -> int:
     from pvkit import build, drivers
 
     names = args.name or drivers.available()
+    if args.intree_patch:
+        from pvkit import patches, source
+        from pvkit.gen import intree
+        from pvkit.paths import cache_subdir
+        from pvkit.util import write_atomic
+
+        read = patches.pristine_reader(source.resolve(args.tree))
+        for name in names:
+            out = Path(args.intree_patch) if args.intree_patch != "-" and len(names) == 1 \
+                else cache_subdir("patches", "rendered") / f"{name}-in-tree.patch"
+            write_atomic(out, intree.render(name, read))
+            print(out)
+        return 0
     if args.checkpatch:
         root = build.prepare_source(args.tree).root
         problems = [p for n in names for p in drivers.checkpatch(n, root)]
@@ -330,6 +343,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("dom0", "domU"), action="append")
     p.add_argument("--checkpatch", action="store_true",
                    help="run the kernel's scripts/checkpatch.pl --strict on the sources")
+    p.add_argument("--intree-patch", nargs="?", const="-", metavar="FILE",
+                   help="render the in-tree integration patch (drivers/block/<name>, Kconfig, "
+                   "Makefile) for the kernel tree, to FILE or the cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drivers)
 
