@@ -11,7 +11,7 @@ import nox
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native"]
+SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native", "pvblk"]
 
 
 def _install(session: nox.Session, *extras: str) -> None:

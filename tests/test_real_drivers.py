@@ -41,7 +41,8 @@ def test_compile_error_is_named_and_leaves_no_cache_entry(
     (tmp_path / "pvkbroken" / "Kbuild").write_text("obj-m += pvkhello.o\n")
     c = tmp_path / "pvkbroken" / "pvkhello.c"
     c.write_text(c.read_text().replace("return 0;", "return undeclared_thing;"))
-    with pytest.raises(PvkitError, match=r"pvkhello\.c:\d+:\d+: error: 'undeclared_thing'"):
+    with pytest.raises(PvkitError,
+                       match=r"pvkbroken/pvkhello\.c:11:\d+: error: .undeclared_thing."):
         drivers.build("pvkbroken", kernels["domU"], directory=tmp_path)
     assert not list(cache_subdir("drivers").glob("pvkbroken-*"))
 
@@ -77,7 +78,8 @@ def test_intree_patch_applies_and_builds(kernels: dict[str, build.Build],
     kdir = scratch / "drivers/block/pvblk"
     kconf = kconfiglib.Kconfig(str(kdir / "Kconfig"), warn=False)
     assert {"PVBLK_FRONTEND", "PVBLK_BACKEND"} <= set(kconf.syms)
-    assert kconf.syms["PVBLK_BACKEND"].direct_dep.str_value == "n"  # XEN_BACKEND undefined here
+    assert kconfiglib.expr_str(kconf.syms["PVBLK_BACKEND"].direct_dep) == "XEN_BACKEND"
+    assert kconfiglib.expr_str(kconf.syms["PVBLK_FRONTEND"].direct_dep) == "XEN"
     # the in-tree Makefile (not pvkit's Kbuild) builds both modules against the dom0 kernel
     proc = subprocess.run(["make", "-C", str(kernels["dom0"].dir), f"M={kdir}",
                            "CONFIG_PVBLK_FRONTEND=m", "CONFIG_PVBLK_BACKEND=m", "modules"],

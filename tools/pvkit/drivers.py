@@ -115,8 +115,9 @@ def _build_in(name: str, src: Path, kernel: build_mod.Build, out: Path,
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
     if proc.returncode != 0:
-        raise PvkitError(f"drivers {name} for {kernel.profile} failed: {first_error(log)} "
-                         f"(fix the source in {src}; command: make -C {kernel.dir} M=<dir>)")
+        where = first_error(log).replace(f"{out}/", f"{src}/")
+        raise PvkitError(f"drivers {name} for {kernel.profile} failed: {where} "
+                         f"(build log: make -C {kernel.dir} M=<copy of {src}>)")
     warnings = [line for line in log.splitlines() if _WARNING in line]
     config = assignments_of((kernel.dir / ".config").read_text())
     checks = {}
