@@ -209,7 +209,7 @@ pvk_pvstat_each() {
 # pvk_blk_attach FTYPE BTYPE ID FILE [MODE]: give the domU a disk backed by FILE: the frontend
 # node device/FTYPE/ID (pvblk or vbd) and the backend node backend/BTYPE/DOMID/ID (pvblk:
 # pvblk-back serves FILE itself; vbd: xen-blkback serves a loop device over FILE), with the
-# permissions libxl gives them; `state` is written last, when the rest is in place
+# permissions libxl gives them; the `state` nodes are written last, when the rest is in place
 pvk_blk_attach() {
 	_d=$(pvk_domid) || return 1
 	_fe=/local/domain/$_d/device/$1/$3
@@ -234,8 +234,9 @@ pvk_blk_attach() {
 	xenstore-chmod "$_fe" "n$_d" r0
 	xenstore-write "$_fe/backend" "$_be" "$_fe/backend-id" 0 "$_fe/virtual-device" "$3" \
 		"$_fe/device-type" disk
-	xenstore-write "$_be/state" 1
+	# frontend first: xen-blkback unregisters a device whose frontend has no state yet
 	xenstore-write "$_fe/state" 1
+	xenstore-write "$_be/state" 1
 	echo "attached $1/$3 <-> $2 backend $_be ($_params)"
 }
 
