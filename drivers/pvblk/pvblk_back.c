@@ -6,7 +6,8 @@
  * or upstream xen-blkfront) through the VFS: no loop device, a file is served
  * straight from dom0's page cache. Data moves with grant copy only: the
  * frontend's pages are never mapped, the hypervisor copies between them and
- * the backend's own buffer pages, one GNTTABOP_copy batch per request.
+ * the backend's own buffer pages, one GNTTABOP_copy batch per request (an
+ * indirect request's segment descriptors take one more, before it).
  *
  * The frontend is not trusted. Every request is copied out of the shared ring
  * into private memory and checked by pvblk_validate.c before use; so are the
@@ -319,8 +320,6 @@ static int pvblk_back_write(struct pvblk_back_dev *be,
 	err = pvblk_back_copy(be, info->nr_segments, info->id);
 	if (err)
 		return err;
-	pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info->nr_segments);
-	pvblk_back_stat_add(be, PVBLK_ST_WR_SECT, info->nr_sectors);
 	err = pvblk_back_vfs_io(be, info, segs, true);
 	if (err)
 		pvblk_back_stat_inc(be, PVBLK_ST_IO_ERRORS);
@@ -334,8 +333,6 @@ static int pvblk_back_read(struct pvblk_back_dev *be,
 	unsigned int i;
 	int err;
 
-	pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info->nr_segments);
-	pvblk_back_stat_add(be, PVBLK_ST_RD_SECT, info->nr_sectors);
 	err = pvblk_back_vfs_io(be, info, segs, false);
 	if (err) {
 		pvblk_back_stat_inc(be, PVBLK_ST_IO_ERRORS);
@@ -372,6 +369,9 @@ static int pvblk_back_do_io(struct pvblk_back_dev *be,
 
 	if (info->nr_segments > PVBLK_BACK_MAX_SEGS)
 		return PVBLK_RSP_ERROR;	/* cannot be: the validator's limit is ours */
+	pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info->nr_segments);
+	pvblk_back_stat_add(be, info->writes ? PVBLK_ST_WR_SECT : PVBLK_ST_RD_SECT,
+			    info->nr_sectors);
 
 	switch (info->operation) {
 	case PVBLK_OP_READ:
@@ -884,6 +884,16 @@ static void pvblk_back_try_connect(struct pvblk_back_dev *be)
 		return;
 	}
 
+	err = pvblk_back_publish(be);
+	if (err) {
+		xenbus_dev_fatal(dev, err, "writing the disk's details");
+		return;
+	}
+	/*
+	 * Connected before the thread runs: a Closing it writes for a hostile
+	 * frontend is not overwritten. Requests already signalled wait for it.
+	 */
+	xenbus_switch_state(dev, PVBLK_XB_CONNECTED);
 	be->thread = kthread_run(pvblk_back_thread, be, "pvblk.%u.%s",
 				 be->domid, devid);
 	if (IS_ERR(be->thread)) {
@@ -892,13 +902,6 @@ static void pvblk_back_try_connect(struct pvblk_back_dev *be)
 		xenbus_dev_fatal(dev, err, "starting the thread");
 		return;
 	}
-	err = pvblk_back_publish(be);
-	if (err) {
-		xenbus_dev_fatal(dev, err, "writing the disk's details");
-		pvblk_back_disconnect(be);
-		return;
-	}
-	xenbus_switch_state(dev, PVBLK_XB_CONNECTED);
 	pr_info("%s: connected to %s: ring of %u page(s), event channel %u\n",
 		dev->nodename, dev->otherend, be->nr_ring_pages, be->evtchn);
 }
