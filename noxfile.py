@@ -11,7 +11,7 @@ import nox
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native", "pvblk"]
+SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native", "pvblk", "pvblk-vbd"]
 
 
 def _install(session: nox.Session, *extras: str) -> None:
@@ -53,8 +53,10 @@ def boot(session: nox.Session) -> None:
 @nox.session
 def main(session: nox.Session) -> None:
     """The main job: build the kernels, boot Xen + dom0 + domU through every scenario, then
-    measure paravirtualization overhead (native vs dom0 vs PV domU) and print the report."""
+    measure paravirtualization overhead (native vs dom0 vs PV domU) and pvblk against the
+    upstream block drivers, and print the reports."""
     _install(session, "plot")
     session.run("pvkit", "setup")
     session.run("pvkit", "run")
     session.run("pvkit", "bench", *session.posargs)
+    session.run("pvkit", "blkbench")
