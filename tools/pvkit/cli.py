@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ from pvkit.errors import PvkitError
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _show_report(args: argparse.Namespace, data: dict[str, Any],
+                 terminal: Callable[[dict[str, Any]], str], plots: str) -> int:
+    """A benchmark's results: JSON, or its terminal table and where the report is."""
+    if args.json:
+        _print_json(data)
+    else:
+        print(terminal(data))
+        print(f"\nreport: {data['dir']}/report.md  ({plots}, results.json beside it)")
+    return 0
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -174,12 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          else args.accel, domu_cmdline=args.cmdline_extra,
                          pvstat=not args.no_pvstat, out=Path(args.out) if args.out else None)
     data = bench.run_bench(opts)
-    if args.json:
-        _print_json(data)
-    else:
-        print(benchreport.terminal(data))
-        print(f"\nreport: {data['dir']}/report.md  (plots, results.json beside it)")
-    return 0
+    return _show_report(args, data, benchreport.terminal, "plots")
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
@@ -254,12 +261,7 @@ def cmd_blkbench(args: argparse.Namespace) -> int:
     data = blkbench.run_blkbench(blkbench.Options(
         repeats=args.repeats, scale=args.scale, clocks=clocks,
         out=Path(args.out) if args.out else None))
-    if args.json:
-        _print_json(data)
-    else:
-        print(blkbench.terminal(data))
-        print(f"\nreport: {data['dir']}/report.md  (blk.png, results.json beside it)")
-    return 0
+    return _show_report(args, data, blkbench.terminal, "blk.png")
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
