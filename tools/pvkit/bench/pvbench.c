@@ -39,6 +39,9 @@
  * call fails, "pvbench: <name>: <what failed>: <strerror>" goes to stderr and
  * the exit status is 1.
  *
+ * With PVBENCH_WARMUP=0 in the environment there is no warm-up pass (for
+ * counting what exactly the timed passes cause, e.g. with pvstat).
+ *
  * Temporary files live in /tmp (or in $PVBENCH_TMPDIR if set): pvbench.stat
  * (empty file), pvbench.map (4 MiB of data) and the directory pvbench.d; all
  * are removed at exit.
@@ -139,6 +142,7 @@ struct bench {
 
 static const char *cur = "setup";	/* benchmark name for error messages */
 static int in_child;
+static int warmup = 1;
 static double scale = 1.0;
 static char *stat_path, *map_path, *dir_path;
 static char self_exe[PATH_MAX];
@@ -833,8 +837,10 @@ static void run(const struct bench *b, int repeats)
 	}
 	printf("info %s: %s (%ld iterations)\n", b->name, b->desc, n);
 	fflush(stdout);
-	settle();
-	b->fn(b, b->warm ? round_up(b->warm, b->quantum) : n);
+	if (warmup) {
+		settle();
+		b->fn(b, b->warm ? round_up(b->warm, b->quantum) : n);
+	}
 	for (int k = 1; k <= repeats; k++) {
 		long long ns;
 
@@ -984,6 +990,8 @@ int main(int argc, char **argv)
 		any = 1;
 	}
 
+	tmp = getenv("PVBENCH_WARMUP");
+	warmup = !tmp || strcmp(tmp, "0");
 	tmp = getenv("PVBENCH_TMPDIR");
 	if (!tmp || !*tmp)
 		tmp = "/tmp";
