@@ -39,6 +39,13 @@
  * call fails, "pvbench: <name>: <what failed>: <strerror>" goes to stderr and
  * the exit status is 1.
  *
+ * Each reported value is the median of up to CHUNKS consecutive timed runs
+ * of about 1/CHUNKS of the iterations (whole quanta; fewer runs if there
+ * are fewer quanta): a burst of unrelated guest activity (a timer-driven
+ * kernel or dom0 job) lands in one of them and does not move the median.
+ * The file system benchmarks are timed whole: their unit of work is a
+ * directory of N files.
+ *
  * With PVBENCH_WARMUP=0 in the environment there is no warm-up pass (for
  * counting what exactly the timed passes cause, e.g. with pvstat).
  *
@@ -125,6 +132,7 @@
 #define FILE_10K	(10L << 10)
 #define MAX_RING	16
 #define SETTLE_MS	20
+#define CHUNKS		5
 
 enum unit { U_US, U_MBS, U_USMITER };
 
@@ -135,6 +143,7 @@ struct bench {
 	long warm;		/* warm-up iterations (not scaled; 0: a full pass) */
 	long quantum;		/* iterations are rounded up to a multiple (0: 1) */
 	int arg;		/* benchmark specific */
+	int whole;		/* time all iterations at once (no chunks) */
 	enum unit unit;
 	const char *needs;	/* executable that must exist, or NULL */
 	long long (*fn)(const struct bench *b, long n);	/* returns ns */
@@ -762,13 +771,13 @@ static const struct bench benches[] = {
 	  .desc = "write to read-only page + SIGSEGV handler + 2x mprotect()",
 	  .base = 20000, .warm = 100, .fn = b_prot_fault),
 	B(.name = "file_create_0k", .desc = "create an empty file, per file",
-	  .base = 5000, .warm = 0, .arg = 0, .fn = b_file_create),
+	  .base = 5000, .warm = 0, .whole = 1, .arg = 0, .fn = b_file_create),
 	B(.name = "file_delete_0k", .desc = "unlink an empty file, per file",
-	  .base = 5000, .warm = 0, .arg = 0, .fn = b_file_delete),
+	  .base = 5000, .warm = 0, .whole = 1, .arg = 0, .fn = b_file_delete),
 	B(.name = "file_create_10k", .desc = "create a file with 10 KiB of data, per file",
-	  .base = 1000, .warm = 0, .arg = FILE_10K, .fn = b_file_create),
+	  .base = 1000, .warm = 0, .whole = 1, .arg = FILE_10K, .fn = b_file_create),
 	B(.name = "file_delete_10k", .desc = "unlink a 10 KiB file, per file",
-	  .base = 1000, .warm = 0, .arg = FILE_10K, .fn = b_file_delete),
+	  .base = 1000, .warm = 0, .whole = 1, .arg = FILE_10K, .fn = b_file_delete),
 	B(.name = "mem_touch_1m",
 	  .desc = "mmap() 1 MiB anonymous + write every 4 KiB page + munmap()",
 	  .base = 500, .warm = 5, .fn = b_mem_touch),
@@ -825,6 +834,27 @@ static void settle(void)
 		;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* One reported value: the median over the timed chunks of n iterations. */
+static double measure(const struct bench *b, long n)
+{
+	long q = b->quantum < 1 ? 1 : b->quantum;
+	long k = b->whole || n / q < 1 ? 1 : n / q < CHUNKS ? n / q : CHUNKS;
+	long per = k == 1 ? n : n / q / k * q;
+	double v[CHUNKS];
+
+	for (long i = 0; i < k; i++)
+		v[i] = value(b, per, b->fn(b, per));
+	qsort(v, (size_t)k, sizeof(v[0]), cmp_double);
+	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
 static void run(const struct bench *b, int repeats)
 {
 	long n = iterations(b);
@@ -842,13 +872,11 @@ static void run(const struct bench *b, int repeats)
 		b->fn(b, b->warm ? round_up(b->warm, b->quantum) : n);
 	}
 	for (int k = 1; k <= repeats; k++) {
-		long long ns;
+		double v;
 
 		settle();
-		ns = b->fn(b, n);
-
-		printf("metric %s.r%d %.4f %s\n", b->name, k, value(b, n, ns),
-		       unit_name[b->unit]);
+		v = measure(b, n);
+		printf("metric %s.r%d %.4f %s\n", b->name, k, v, unit_name[b->unit]);
 		fflush(stdout);
 	}
 	cur = "setup";
