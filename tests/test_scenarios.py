@@ -39,6 +39,16 @@ def test_dom0_order_and_builtins() -> None:
     assert f"pvk_begin upstream-blk.dom0 {len(order)}" in script
 
 
+def test_dom0_quiet_while_the_domu_runs() -> None:
+    files = scenarios.render_dom0(scenarios.find("upstream-blk"))
+    script = files["dom0.sh"]
+    assert script.index("mount -t tmpfs tmpfs /var/log/xen") < script.index("tail -n +1 -F")
+    wait = next(body for body in files.values() if "PVKIT-STAGE domU-done" in body
+                and "mkfifo" in body)
+    # blocking waiters only: no periodic grep or `xl list` while the domU measures
+    assert "sleep 2" not in wait and "xenstore-watch @releaseDomain" in wait
+
+
 def test_typo_in_key_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, 'boot = "xen"\n\n[[test]]\nname = "a"\nwehre = "dom0"\nrun = "true"\n')
     with pytest.raises(PvkitError, match=rf"{path}:5: unknown key 'wehre' in \[\[test\]\]; "

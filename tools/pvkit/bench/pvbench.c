@@ -17,7 +17,16 @@
  * the clock: under QEMU -icount guest time is a function of the instructions
  * executed, so every run does identical work.  Each benchmark is warmed up
  * once with a small, fixed number of iterations before it is timed with
- * clock_gettime(CLOCK_MONOTONIC).
+ * clock_gettime(CLOCK_MONOTONIC).  The file system benchmarks are warmed up
+ * with a full pass, so that every timed pass finds the same slab caches.
+ *
+ * Reproducibility between boots: pvbench re-executes itself once with
+ * address space randomization off (personality ADDR_NO_RANDOMIZE, inherited
+ * by its children), so mappings land at the same addresses in every run and
+ * need the same page-table pages.  Before every timed pass it sleeps
+ * SETTLE_MS (idle guest time, free under icount) so that deferred kernel work
+ * of the previous pass (RCU callbacks freeing inodes, dentries and page
+ * tables, reaped children) runs outside the timed window.
  *
  * Output (stdout, flushed after every line):
  *
@@ -29,6 +38,16 @@
  * prints "info <name>: skipped (<reason>)" and no metric lines.  If a system
  * call fails, "pvbench: <name>: <what failed>: <strerror>" goes to stderr and
  * the exit status is 1.
+ *
+ * Each reported value is the median of up to CHUNKS consecutive timed runs
+ * of about 1/CHUNKS of the iterations (whole quanta; fewer runs if there
+ * are fewer quanta): a burst of unrelated guest activity (a timer-driven
+ * kernel or dom0 job) lands in one of them and does not move the median.
+ * The file system benchmarks are timed whole: their unit of work is a
+ * directory of N files.
+ *
+ * With PVBENCH_WARMUP=0 in the environment there is no warm-up pass (for
+ * counting what exactly the timed passes cause, e.g. with pvstat).
  *
  * Temporary files live in /tmp (or in $PVBENCH_TMPDIR if set): pvbench.stat
  * (empty file), pvbench.map (4 MiB of data) and the directory pvbench.d; all
@@ -97,6 +116,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -111,6 +131,8 @@
 #define MEMBW_SZ	(8L << 20)
 #define FILE_10K	(10L << 10)
 #define MAX_RING	16
+#define SETTLE_MS	20
+#define CHUNKS		5
 
 enum unit { U_US, U_MBS, U_USMITER };
 
@@ -118,9 +140,10 @@ struct bench {
 	const char *name;
 	const char *desc;
 	long base;		/* iterations at scale 1.0 */
-	long warm;		/* warm-up iterations (not scaled) */
+	long warm;		/* warm-up iterations (not scaled; 0: a full pass) */
 	long quantum;		/* iterations are rounded up to a multiple (0: 1) */
 	int arg;		/* benchmark specific */
+	int whole;		/* time all iterations at once (no chunks) */
 	enum unit unit;
 	const char *needs;	/* executable that must exist, or NULL */
 	long long (*fn)(const struct bench *b, long n);	/* returns ns */
@@ -128,6 +151,7 @@ struct bench {
 
 static const char *cur = "setup";	/* benchmark name for error messages */
 static int in_child;
+static int warmup = 1;
 static double scale = 1.0;
 static char *stat_path, *map_path, *dir_path;
 static char self_exe[PATH_MAX];
@@ -747,13 +771,13 @@ static const struct bench benches[] = {
 	  .desc = "write to read-only page + SIGSEGV handler + 2x mprotect()",
 	  .base = 20000, .warm = 100, .fn = b_prot_fault),
 	B(.name = "file_create_0k", .desc = "create an empty file, per file",
-	  .base = 5000, .warm = 10, .arg = 0, .fn = b_file_create),
+	  .base = 5000, .warm = 0, .whole = 1, .arg = 0, .fn = b_file_create),
 	B(.name = "file_delete_0k", .desc = "unlink an empty file, per file",
-	  .base = 5000, .warm = 10, .arg = 0, .fn = b_file_delete),
+	  .base = 5000, .warm = 0, .whole = 1, .arg = 0, .fn = b_file_delete),
 	B(.name = "file_create_10k", .desc = "create a file with 10 KiB of data, per file",
-	  .base = 1000, .warm = 10, .arg = FILE_10K, .fn = b_file_create),
+	  .base = 1000, .warm = 0, .whole = 1, .arg = FILE_10K, .fn = b_file_create),
 	B(.name = "file_delete_10k", .desc = "unlink a 10 KiB file, per file",
-	  .base = 1000, .warm = 10, .arg = FILE_10K, .fn = b_file_delete),
+	  .base = 1000, .warm = 0, .whole = 1, .arg = FILE_10K, .fn = b_file_delete),
 	B(.name = "mem_touch_1m",
 	  .desc = "mmap() 1 MiB anonymous + write every 4 KiB page + munmap()",
 	  .base = 500, .warm = 5, .fn = b_mem_touch),
@@ -801,6 +825,36 @@ static double value(const struct bench *b, long n, long long ns)
 	}
 }
 
+/* Idle for SETTLE_MS: deferred work of the previous pass runs now, untimed. */
+static void settle(void)
+{
+	struct timespec ts = { 0, SETTLE_MS * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* One reported value: the median over the timed chunks of n iterations. */
+static double measure(const struct bench *b, long n)
+{
+	long q = b->quantum < 1 ? 1 : b->quantum;
+	long k = b->whole || n / q < 1 ? 1 : n / q < CHUNKS ? n / q : CHUNKS;
+	long per = k == 1 ? n : n / q / k * q;
+	double v[CHUNKS];
+
+	for (long i = 0; i < k; i++)
+		v[i] = value(b, per, b->fn(b, per));
+	qsort(v, (size_t)k, sizeof(v[0]), cmp_double);
+	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
 static void run(const struct bench *b, int repeats)
 {
 	long n = iterations(b);
@@ -813,12 +867,16 @@ static void run(const struct bench *b, int repeats)
 	}
 	printf("info %s: %s (%ld iterations)\n", b->name, b->desc, n);
 	fflush(stdout);
-	b->fn(b, round_up(b->warm, b->quantum));
+	if (warmup) {
+		settle();
+		b->fn(b, b->warm ? round_up(b->warm, b->quantum) : n);
+	}
 	for (int k = 1; k <= repeats; k++) {
-		long long ns = b->fn(b, n);
+		double v;
 
-		printf("metric %s.r%d %.4f %s\n", b->name, k, value(b, n, ns),
-		       unit_name[b->unit]);
+		settle();
+		v = measure(b, n);
+		printf("metric %s.r%d %.4f %s\n", b->name, k, v, unit_name[b->unit]);
 		fflush(stdout);
 	}
 	cur = "setup";
@@ -881,6 +939,21 @@ static void find_self(const char *argv0)
 	}
 }
 
+/*
+ * Re-execute once with address space randomization off; if that is not
+ * possible (personality refused, no path to ourselves) carry on randomized.
+ */
+static void no_aslr(char **argv)
+{
+	int pers = personality(0xffffffff);
+
+	if (pers == -1 || (pers & ADDR_NO_RANDOMIZE) || !self_exe[0])
+		return;
+	if (personality((unsigned long)pers | ADDR_NO_RANDOMIZE) == -1)
+		return;
+	execv(self_exe, argv);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: pvbench [-r REPEATS] [-s SCALE] [-l] [NAME...]\n");
@@ -896,6 +969,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "--exit"))
 		_exit(0);
+	find_self(argv[0]);
+	no_aslr(argv);
 
 	while ((opt = getopt(argc, argv, "r:s:l")) != -1) {
 		switch (opt) {
@@ -943,13 +1018,14 @@ int main(int argc, char **argv)
 		any = 1;
 	}
 
+	tmp = getenv("PVBENCH_WARMUP");
+	warmup = !tmp || strcmp(tmp, "0");
 	tmp = getenv("PVBENCH_TMPDIR");
 	if (!tmp || !*tmp)
 		tmp = "/tmp";
 	stat_path = path_join(tmp, "pvbench.stat");
 	map_path = path_join(tmp, "pvbench.map");
 	dir_path = path_join(tmp, "pvbench.d");
-	find_self(argv[0]);
 
 	if (atexit(cleanup))
 		fail("atexit", "cannot register cleanup");
