@@ -11,7 +11,8 @@ import nox
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native", "pvblk", "pvblk-vbd"]
+SCENARIOS = ["smoke", "upstream-blk", "upstream-net", "native", "pvblk", "pvblk-vbd",
+             "pvblk-restore"]
 
 
 def _install(session: nox.Session, *extras: str) -> None:

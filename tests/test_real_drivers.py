@@ -108,9 +108,11 @@ def test_pvblk_scenario_three_pairings(kernels: dict[str, build.Build], tmp_path
         dom0["hostile_frontend_survived"]["diagnostics"])
 
 
-def test_pvblk_back_binds_vbd_for_the_toolstack(kernels: dict[str, build.Build],
-                                                tmp_path: Path) -> None:
-    result = run.run("pvblk-vbd", run.Options(accel="tcg", out=tmp_path))
+@pytest.mark.parametrize("name", ["pvblk-vbd", "pvblk-restore"])
+def test_pvblk_scenario_passes(name: str, kernels: dict[str, build.Build],
+                               tmp_path: Path) -> None:
+    """pvblk-back bound to `vbd` for xl; pvblk-front across xl save/restore."""
+    result = run.run(name, run.Options(accel="tcg", out=tmp_path))
     assert result["status"] == "PASS", result["reason"] + "\n" + "\n".join(result["boot"]["tail"])
 
 
