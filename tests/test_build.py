@@ -107,3 +107,18 @@ def test_ccache_delta() -> None:
     before = {"direct_cache_hit": 10, "preprocessed_cache_hit": 1, "cache_miss": 5}
     after = {"direct_cache_hit": 110, "preprocessed_cache_hit": 3, "cache_miss": 6}
     assert build._ccache_delta(before, after) == {"hits": 102, "misses": 1}
+
+
+def test_build_dir_lock_serializes_builders(tmp_path: Path) -> None:
+    import threading
+
+    out = tmp_path / "domU-x"
+    order: list[str] = []
+    with build._locked(out):
+        t = threading.Thread(target=lambda: build._locked(out).__enter__()
+                             or order.append("second"))
+        t.start()
+        t.join(0.3)
+        order.append("first released")
+    t.join(5)
+    assert order == ["first released", "second"]

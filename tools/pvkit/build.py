@@ -7,13 +7,16 @@ directory records the same key and its artifacts exist, make is not run at all.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import fcntl
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,13 +186,28 @@ def build(profile: str, *, tree: str | None = None, fragments: list[Path] | None
     resolved = kconfig.resolve(src, profile, fragments, base)
     dir_key, content_key = keys(src, resolved.sha256, fingerprint)
     out = build_dir or cache_subdir("build") / f"{profile}-{dir_key[:16]}"
-    meta_path = out / "metadata.json"
-    meta = read_json(meta_path) if meta_path.exists() else None
-    if (not force and meta and meta.get("content_key") == content_key
-            and all((out / a).exists() for a in ARTIFACTS)):
-        progress.step(f"build {profile}: up to date ({out})")
-        return Build(profile, out, meta)
-    return _do_build(profile, src, resolved, out, dir_key, content_key, fingerprint, t0)
+    with _locked(out):
+        meta_path = out / "metadata.json"
+        meta = read_json(meta_path) if meta_path.exists() else None
+        if (not force and meta and meta.get("content_key") == content_key
+                and all((out / a).exists() for a in ARTIFACTS)):
+            progress.step(f"build {profile}: up to date ({out})")
+            return Build(profile, out, meta)
+        return _do_build(profile, src, resolved, out, dir_key, content_key, fingerprint, t0)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One make per build directory: another pvkit process building it is waited for (and
+    its result then reused), never raced."""
+    lock = out.with_name(out.name + ".lock")
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.step(f"build: waiting for another pvkit building {out.name}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, out: Path,
