@@ -18,7 +18,7 @@ def doc(metrics: dict[str, tuple[float, str]]) -> dict[str, Any]:
 def test_metrics_grouped_by_repeat() -> None:
     d = doc({"null_call.r2": (0.5, "us"), "null_call.r1": (0.4, "us"), "odd": (1.0, "x"),
              "mem_bw.r1": (900.0, "MB/s")})
-    assert bench._metrics(d) == {"null_call": [0.4, 0.5], "mem_bw": [900.0]}
+    assert bench.metrics(d) == {"null_call": [0.4, 0.5], "mem_bw": [900.0]}
     assert bench._units(d)["null_call"] == "us"
 
 

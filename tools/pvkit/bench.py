@@ -97,7 +97,7 @@ def compile_pvbench() -> Path:
     return out
 
 
-def _metrics(doc: dict[str, Any] | None) -> dict[str, list[float]]:
+def metrics(doc: dict[str, Any] | None) -> dict[str, list[float]]:
     """`name.rK` metrics of a KTAP document, grouped by workload name, K in order."""
     out: dict[str, list[tuple[int, float]]] = {}
     for case in (doc or {}).get("cases", []):
@@ -197,6 +197,14 @@ def _qemu_arg(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1] if flag in argv else ""
 
 
+def boot(scenario: str, options: run.Options, what: str, hint: str = "") -> dict[str, Any]:
+    """Run qemu-tests/bench/<scenario>.toml; a run that does not pass is an error."""
+    r = run.run(str(BENCH_DIR / f"{scenario}.toml"), options)
+    if r["status"] != "PASS":
+        raise PvkitError(f"{what} failed: {r['reason']} (console: {r['console_log']}){hint}")
+    return r
+
+
 def run_bench(opts: Options) -> dict[str, Any]:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     out = opts.out or cache_subdir("bench", "results") / stamp
@@ -210,26 +218,20 @@ def run_bench(opts: Options) -> dict[str, Any]:
     for place, scenario in (("native", "native"), ("xen", "xen")):
         progress.step(f"bench: {place} run ({opts.repeats} repeats, scale {opts.scale}, "
                       f"{'icount' if opts.icount else 'real time'})")
-        r = run.run(str(BENCH_DIR / f"{scenario}.toml"),
-                    run.Options(**common, out=out / place))  # type: ignore[arg-type]
-        if r["status"] != "PASS":
-            raise PvkitError(f"bench {place} run failed: {r['reason']} (console: "
-                             f"{r['console_log']})")
-        results[place] = r
+        options = run.Options(**common, out=out / place)  # type: ignore[arg-type]
+        results[place] = boot(scenario, options, f"bench {place} run")
     native, xen = results["native"], results["xen"]
-    per_place = {"native": _metrics(native["ktap"].get("domU")),
-                 "dom0": _metrics(xen["ktap"].get("dom0")),
-                 "domU": _metrics(xen["ktap"].get("domU"))}
+    per_place = {"native": metrics(native["ktap"].get("domU")),
+                 "dom0": metrics(xen["ktap"].get("dom0")),
+                 "domU": metrics(xen["ktap"].get("domU"))}
     units = _units(native["ktap"].get("domU"), xen["ktap"].get("dom0"),
                    xen["ktap"].get("domU"))
     data = {"meta": _meta(native, xen, opts), "workloads": analyse(per_place, units)}
     if opts.pvstat:
         progress.step("bench: pvstat run (the paravirt ops each workload causes; not timed)")
-        r = run.run(str(BENCH_DIR / "pvstat.toml"), run.Options(
-            **{**common, "icount": False}, out=out / "pvstat"))  # type: ignore[arg-type]
-        if r["status"] != "PASS":
-            raise PvkitError(f"bench pvstat run failed: {r['reason']} (console: "
-                             f"{r['console_log']}); is the pvstat patch applied?")
+        r = boot("pvstat", run.Options(**{**common, "icount": False},  # type: ignore[arg-type]
+                                       out=out / "pvstat"),
+                 "bench pvstat run", "; is the pvstat patch applied?")
         for place in ("dom0", "domU"):
             for workload, ops in _pvstat(r["ktap"].get(place)).items():
                 if workload in data["workloads"]:

@@ -117,14 +117,22 @@ def _relative(data: dict[str, Any], label: str) -> str:
     return "-"
 
 
-def plots(data: dict[str, Any], out: Path) -> list[str]:
-    """Figure-3-style relative performance bars, and a microbenchmark slowdown chart."""
+def pyplot() -> Any:
+    """matplotlib.pyplot with the file-only Agg backend, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def plots(data: dict[str, Any], out: Path) -> list[str]:
+    """Figure-3-style relative performance bars, and a microbenchmark slowdown chart."""
+    plt = pyplot()
+    if plt is None:
         return []
     made = []
     ws = [w for w in data["workloads"].values() if w["slowdown"]]

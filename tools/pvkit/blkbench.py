@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvkit import bench, progress, run
-from pvkit.errors import PvkitError
+from pvkit import bench, benchreport, progress, run
 from pvkit.paths import cache_subdir
 from pvkit.report import table
 from pvkit.util import write_atomic, write_json
@@ -39,12 +38,8 @@ class Options:
 
 def _boot(scenario: str, clock: str, opts: Options, out: Path) -> dict[str, Any]:
     env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale)}
-    r = run.run(str(bench.BENCH_DIR / f"{scenario}.toml"),
-                run.Options(accel="tcg", icount=clock == "icount", env=env, out=out))
-    if r["status"] != "PASS":
-        raise PvkitError(f"blkbench {scenario} ({clock}) failed: {r['reason']} "
-                         f"(console: {r['console_log']})")
-    return r
+    return bench.boot(scenario, run.Options(accel="tcg", icount=clock == "icount", env=env,
+                                            out=out), f"blkbench {scenario} ({clock})")
 
 
 def scenarios_for(clock: str) -> tuple[str, ...]:
@@ -96,7 +91,7 @@ def run_blkbench(opts: Options) -> dict[str, Any]:
             data["meta"].setdefault("kernels", {}).update(
                 {k: v for k, v in r["info"].items() if k.endswith("_kernel")})
             data["meta"].setdefault("xen", r["info"].get("xen"))
-            metrics.update(bench._metrics(r["ktap"].get("domU")))
+            metrics.update(bench.metrics(r["ktap"].get("domU")))
         data["clocks"][clock] = analyse(metrics)
     write_json(out / "results.json", data)
     write_atomic(out / "report.md", markdown(data, plot(data, out)))
@@ -145,12 +140,8 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
 
 
 def plot(data: dict[str, Any], out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = benchreport.pyplot()
+    if plt is None:
         progress.notice("matplotlib missing: no plot (pip install .[plot])")
         return []
     clocks = list(data["clocks"])

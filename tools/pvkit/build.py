@@ -30,7 +30,7 @@ from pvkit.util import first_line, read_json, sha256_file, sha256_text, write_at
 RECIPE_VERSION = "1"
 ARTIFACTS = ("arch/x86/boot/bzImage", "vmlinux", "System.map", ".config")
 _COMPILE_LINE = re.compile(r"^  ([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)")
-_ERROR_LINE = re.compile(
+ERROR_LINE = re.compile(
     r"^(?P<file>[^\s:]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)")
 
 
@@ -137,7 +137,7 @@ def _first_error(log: Path) -> str:
     fallback = ""
     with log.open(errors="replace") as handle:
         for line in handle:
-            if m := _ERROR_LINE.match(line):
+            if m := ERROR_LINE.match(line):
                 return f"{m['file']}:{m['line']}: {m['msg'].strip()}"
             if not fallback and ("*** " in line or "Error " in line):
                 fallback = line.strip()

@@ -248,7 +248,8 @@ def cmd_drivers(args: argparse.Namespace) -> int:
             for bs in builds.values() for b in bs]
     if args.json:
         _print_json(rows)
-    for r in [] if args.json else rows:
+        return 0
+    for r in rows:
         for module, path in r["modules"].items():
             print(f"{r['profile']:<5} {module:<14} {path}  ({r['warnings']} warnings)")
     return 0

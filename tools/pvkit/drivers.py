@@ -146,10 +146,13 @@ def _build_in(name: str, src: Path, kernel: build_mod.Build, out: Path,
 
 
 def first_error(log: str) -> str:
-    for line in log.splitlines():
-        if " error: " in line or line.startswith("make") and "Error" in line:
+    """The first compiler error line as gcc printed it (build.ERROR_LINE), else make's."""
+    lines = log.splitlines()
+    for line in lines:
+        if build_mod.ERROR_LINE.match(line):
             return line.strip()
-    return "see build.log"
+    return next((line.strip() for line in lines if line.startswith("make") and "Error" in line),
+                "see build.log")
 
 
 def build_all(names: list[str],
