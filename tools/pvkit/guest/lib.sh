@@ -206,14 +206,20 @@ pvk_pvstat_each() {
 
 # --- split block devices, created the way the toolstack does (dom0) ---
 
+# sets _d (the domU's domid), _fe and _be (the frontend and backend XenStore paths) from
+# FTYPE BTYPE ID
+_pvk_blk_nodes() {
+	_d=$(pvk_domid) || return 1
+	_fe=/local/domain/$_d/device/$1/$3
+	_be=/local/domain/0/backend/$2/$_d/$3
+}
+
 # pvk_blk_attach FTYPE BTYPE ID FILE [MODE]: give the domU a disk backed by FILE: the frontend
 # node device/FTYPE/ID (pvblk or vbd) and the backend node backend/BTYPE/DOMID/ID (pvblk:
 # pvblk-back serves FILE itself; vbd: xen-blkback serves a loop device over FILE), with the
 # permissions libxl gives them; the `state` nodes are written last, when the rest is in place
 pvk_blk_attach() {
-	_d=$(pvk_domid) || return 1
-	_fe=/local/domain/$_d/device/$1/$3
-	_be=/local/domain/0/backend/$2/$_d/$3
+	_pvk_blk_nodes "$@" || return 1
 	_params=$4
 	_phys=
 	if [ "$2" = vbd ]; then
@@ -243,9 +249,7 @@ pvk_blk_attach() {
 # pvk_blk_detach FTYPE BTYPE ID: hot-unplug as `xl block-detach` does: the backend goes
 # offline and Closing, both ends close, then the nodes are removed
 pvk_blk_detach() {
-	_d=$(pvk_domid) || return 1
-	_fe=/local/domain/$_d/device/$1/$3
-	_be=/local/domain/0/backend/$2/$_d/$3
+	_pvk_blk_nodes "$@" || return 1
 	_params=$(xenstore-read "$_be/params" 2> /dev/null)
 	xenstore-write "$_be/online" 0 "$_be/state" 5
 	pvk_wait 30 sh -c "[ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 6 ] || ! xenstore-exists $_be" \
