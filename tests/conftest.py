@@ -20,3 +20,44 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("PVKIT_CACHE", str(cache))
     return cache
+
+
+def write_profile_tree(root: Path) -> Path:
+    """A fake kernel tree whose Kconfig declares every symbol pvkit's profiles set (no
+    dependencies), so profile + user fragments resolve in a second, without a real tree."""
+    import re
+
+    from pvkit.paths import PROFILES_DIR
+
+    symbols: dict[str, str] = {}
+    for frag in sorted(PROFILES_DIR.glob("*.config")):
+        for line in frag.read_text().splitlines():
+            if m := re.match(r"^(?:# )?CONFIG_(\w+)[= ](.*)$", line):
+                value = m.group(2)
+                kind = "string" if value.startswith('"') else (
+                    "tristate" if value == "m" else "bool")
+                if symbols.get(m.group(1)) != "tristate":
+                    symbols[m.group(1)] = kind
+    symbols["SYSTEM_TRUSTED_KEYS"] = "string"
+    body = ['mainmenu "Fake $(KERNELVERSION)"']
+    for name, kind in sorted(symbols.items()):
+        body.append(f'config {name}\n\t{kind} "{name}"' + ("\n\tmodules" if name == "MODULES"
+                                                          else ""))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Kconfig").write_text("\n\n".join(body) + "\n")
+    (root / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n"
+                                   "EXTRAVERSION = -fake\n")
+    return root
+
+
+@pytest.fixture
+def profile_tree(tmp_path: Path) -> Path:
+    return write_profile_tree(tmp_path / "profile-tree")
+
+
+def linux_tree() -> Path:
+    """The real linux-source-6.1 tree: downloaded and extracted into the cache if it is not
+    there yet (tests that need it are `real`: they never skip for lack of it)."""
+    from pvkit import source
+
+    return source.from_debian().root

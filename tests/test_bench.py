@@ -87,5 +87,11 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "clock | icount" in md
     text = (tmp_path / "report.txt").read_text()
     assert "clock: icount" in text and "memcpy bw" in text
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plots need the plot extra (pip install .[plot])")
+    benchreport.write_all(fake(BASE), tmp_path)
     assert (tmp_path / "relative.png").stat().st_size > 1000
     assert (tmp_path / "micro.png").stat().st_size > 1000
+    assert "![relative.png](relative.png)" in (tmp_path / "report.md").read_text()

@@ -115,8 +115,8 @@ def test_build_dir_lock_serializes_builders(tmp_path: Path) -> None:
     out = tmp_path / "domU-x"
     order: list[str] = []
     with build._locked(out):
-        t = threading.Thread(target=lambda: build._locked(out).__enter__()
-                             or order.append("second"))
+        t = threading.Thread(target=lambda: (build._locked(out).__enter__(),
+                                             order.append("second")))
         t.start()
         t.join(0.3)
         order.append("first released")

@@ -32,6 +32,8 @@ class Options:
     accel: str = "tcg"  # tcg / kvm / auto
     icount: bool = False
     tree: str | None = None
+    fragments: tuple[Path, ...] = ()  # user Kconfig fragments on top of the profiles
+    base: str = "tinyconfig"
     build_missing: bool = True
     out: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # exported to guest tests (env.sh)
@@ -42,7 +44,8 @@ class Options:
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
     profiles = ["domU"] + (["dom0"] if scn.boot == "xen" or scn.native_kernel == "dom0" else [])
     get = build_mod.build if opts.build_missing else build_mod.find
-    return {p: get(p, tree=opts.tree) for p in profiles}
+    return {p: get(p, tree=opts.tree, fragments=list(opts.fragments), base=opts.base)
+            for p in profiles}
 
 
 def qemu_version() -> str:
