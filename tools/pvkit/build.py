@@ -34,7 +34,7 @@ from pvkit.util import (
     write_json,
 )
 
-RECIPE_VERSION = "2"  # 2: compiles name the tree through the profile slot
+RECIPE_VERSION = "1"
 ARTIFACTS = ("arch/x86/boot/bzImage", "vmlinux", "System.map", ".config")
 _COMPILE_LINE = re.compile(r"^  ([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)")
 ERROR_LINE = re.compile(
