@@ -184,7 +184,7 @@ def _meta(native: dict[str, Any], xen: dict[str, Any], opts: Options) -> dict[st
                                 "base": meta["inputs"]["base"],
                                 "fragments": sorted(Path(f).name
                                                     for f in meta["inputs"]["fragments"]),
-                                "series": meta["inputs"]["series"] or "none"}
+                                "series": _series_names(meta["inputs"]["series"])}
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "clock": xen.get("clock"),
@@ -200,6 +200,13 @@ def _meta(native: dict[str, Any], xen: dict[str, Any], opts: Options) -> dict[st
         "domU_cmdline_extra": opts.domu_cmdline,
         "runs": {"native": native.get("dir"), "xen": xen.get("dir")},
     }
+
+
+def _series_names(series: Any) -> str:
+    """The patch series a build carried, for people: its patch names."""
+    if isinstance(series, dict) and series.get("patches"):
+        return ", ".join(series["patches"])
+    return "none"
 
 
 def _qemu_arg(argv: list[str], flag: str) -> str:

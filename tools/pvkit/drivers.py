@@ -20,7 +20,7 @@ from pvkit import build as build_mod
 from pvkit import elf, kconfig, procs, progress
 from pvkit.errors import PvkitError
 from pvkit.kconfig import assignments_of
-from pvkit.paths import DRIVERS_DIR, cache_subdir
+from pvkit.paths import DRIVERS_DIR, cache_subdir, require
 from pvkit.util import read_json, replace_dir, sha256_file, sha256_text, write_json
 
 RECIPE_VERSION = "1"
@@ -42,7 +42,8 @@ class DriverBuild:
 
 
 def available(directory: Path = DRIVERS_DIR) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if (p / "Kbuild").is_file())
+    return sorted(p.name for p in require(directory, "the driver sources (drivers/)").iterdir()
+                  if (p / "Kbuild").is_file())
 
 
 def source_dir(name: str, directory: Path = DRIVERS_DIR) -> Path:

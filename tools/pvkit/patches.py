@@ -26,7 +26,7 @@ import jinja2
 
 from pvkit import progress
 from pvkit.errors import PvkitError
-from pvkit.paths import PATCHES_DIR, cache_subdir
+from pvkit.paths import PATCHES_DIR, cache_subdir, require
 from pvkit.source import Source, tree_lock
 from pvkit.util import first_line, sha256_text, write_atomic
 
@@ -60,9 +60,10 @@ class Patch:
 
 
 def read_series(directory: Path = PATCHES_DIR) -> list[Entry]:
-    series = directory / "series"
+    series = require(directory, "the patch series (kernel-patches/)") / "series"
     if not series.exists():
-        return []
+        raise PvkitError(f"{series}: missing; a patch series directory holds a quilt "
+                         "`series` file (one patch per line; empty for no patches)")
     entries: list[Entry] = []
     for number, raw in enumerate(series.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

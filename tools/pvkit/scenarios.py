@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pvkit.errors import PvkitError
-from pvkit.paths import SCENARIOS_DIR
+from pvkit.paths import SCENARIOS_DIR, require
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
             "tools", "drivers", "native"}
@@ -240,7 +240,8 @@ def load(path: Path) -> Scenario:
 
 
 def available(directory: Path = SCENARIOS_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.toml"))
+    return sorted(p.stem for p in require(directory, "the scenarios (qemu-tests/)")
+                  .glob("*.toml"))
 
 
 def find(name: str, directory: Path = SCENARIOS_DIR) -> Scenario:
