@@ -43,3 +43,55 @@ def test_unknown_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert rc == 2 and captured.out == ""
     assert "no scenario 'smok': did you mean 'smoke'?" in captured.err
+
+
+def test_run_out_gives_each_scenario_its_directory(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pvkit import run
+
+    seen: dict[str, Path] = {}
+
+    def fake_run(name: str, opts: run.Options) -> dict:
+        seen[name] = opts.out
+        return {"scenario": name, "status": "PASS", "reason": "ok", "stages": [],
+                "wall_s": 0.0, "dir": str(opts.out)}
+
+    monkeypatch.setattr(run, "run", fake_run)
+    assert cli.main(["run", "--scenario", "smoke", "--scenario", "native", "--out",
+                     str(tmp_path)]) == 0
+    assert seen == {"smoke": tmp_path / "smoke", "native": tmp_path / "native"}
+
+
+def test_kernel_selection_reaches_every_verb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`--tree/--fragment/--base` pick the same build in build, inspect, images, drivers,
+    boot and run (a build made with a fragment is found by the verbs that use it)."""
+    from pvkit import build, run
+
+    frag = tmp_path / "f.config"
+    frag.write_text("CONFIG_XEN=y\n")
+    want = {"tree": "/t", "fragments": [frag], "base": "defconfig"}
+    calls: list[dict] = []
+
+    def fake_find(profile: str, **kw: object) -> object:
+        kw.pop("force", None)
+        calls.append(kw)
+        raise cli.PvkitError("stop here")
+
+    monkeypatch.setattr(build, "find", fake_find)
+    monkeypatch.setattr(build, "build", fake_find)
+    sel = ["--tree", "/t", "--fragment", str(frag), "--base", "defconfig"]
+    for argv in (["build", "--profile", "domU"], ["inspect"], ["images"],
+                 ["drivers", "pvblk"]):
+        assert cli.main([*argv, *sel]) == 2
+        assert calls.pop() == want, argv
+    options: list[run.Options] = []
+    monkeypatch.setattr(run, "run", lambda name, opts: options.append(opts) or {
+        "scenario": name, "status": "PASS", "reason": "", "stages": [], "wall_s": 0.0,
+        "dir": ""})
+    for verb in ("boot", "run"):
+        assert cli.main([verb, "--scenario", "native", *sel]) == 0
+        opts = options.pop()
+        assert (opts.tree, list(opts.fragments), opts.base) == ("/t", [frag], "defconfig")
+        assert opts.build_missing == (verb == "run")

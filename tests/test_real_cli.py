@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import linux_tree
+
 from pvkit import build
 
 pytestmark = pytest.mark.real
