@@ -153,9 +153,12 @@ def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bo
             result = {"scenario": name, "status": "ERROR", "reason": str(exc), "stages": [],
                       "wall_s": 0.0, "dir": ""}
         results.append(result)
-        print(report.scenario_line(result), flush=True)
+        # with --json, stdout is the JSON document alone: the lines go to stderr
+        out = sys.stderr if args.json else sys.stdout
+        print(report.scenario_line(result), file=out, flush=True)
         if result["status"] == "FAIL" and result.get("boot", {}).get("tail"):
-            print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]))
+            print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]),
+                  file=out)
     if args.json:
         _print_json(results)
     else:
