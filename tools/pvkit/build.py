@@ -292,6 +292,7 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
                                    "INSTALL_MOD_STRIP=1", srctree=srctree)
             _run_make(install, env, log, f"{profile} modules_install", 0, keep)
             write_atomic(stamp, built)
+    _unslot(out, src, profile)
     after = _ccache_stats(env)
     if kconfig.assignments_of(config.read_text()) != kconfig.assignments_of(resolved.text):
         raise PvkitError(f"build {profile}: make rewrote {config}; kconfiglib and kbuild "
@@ -332,6 +333,24 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
     progress.step(f"build {profile}: done in {meta['duration_s']} s, {meta['steps']} steps, "
                   f"ccache {meta['ccache']['hits']} hits / {meta['ccache']['misses']} misses")
     return Build(profile, out, meta)
+
+
+def _unslot(out: Path, src: source_mod.Source, profile: str) -> None:
+    """Point the build directory's own Makefile and `source` link (which kbuild wrote with
+    the slot's path) at the real tree, so `make -C <build dir>` works on its own, whatever
+    tree the slot points at later."""
+    makefile = out / "Makefile"
+    if makefile.is_file():
+        link = str(slot(profile))
+        text = makefile.read_text()
+        if link in text:
+            write_atomic(makefile, text.replace(link, str(src.root)))
+    source_link = out / "source"
+    if source_link.is_symlink() and Path(os.readlink(source_link)) != src.root:
+        tmp = out / ".source.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(src.root)
+        os.replace(tmp, source_link)
 
 
 def _built_modules(out: Path) -> str:
