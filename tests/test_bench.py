@@ -115,3 +115,19 @@ def test_report_names_the_series_not_its_record(tmp_path: Path) -> None:
     data["meta"]["configs"] = meta["configs"]
     md = benchreport.markdown(data, [])
     assert "patch series: 0001-pvstat.patch" in md and "backup" not in md
+
+
+def test_pvh_column_beside_pv(tmp_path: Path) -> None:
+    values = {**BASE, "pvh": {"null_call": [0.33, 0.33, 0.33], "mem_bw": [990.0, 990.0, 990.0],
+                              "fio_seq_read": [150.0, 150.0, 150.0]}}
+    data = fake(values)
+    w = data["workloads"]
+    assert w["null_call"]["slowdown"]["pvh"] == pytest.approx(1.1, rel=1e-3)
+    assert w["fio_seq_read"]["slowdown"]["pvh"] == pytest.approx(200 / 150, rel=1e-3)
+    assert benchreport.places(data) == ["native", "dom0", "domU", "pvh"]
+    text = benchreport.terminal(data)
+    assert "PVH domU slowdown" in text and "1.10x" in text
+    md = benchreport.markdown(data, [])
+    assert "| null call | us | 0.3000 | 1.100 | 2.400 | 0.3300 | 3.67x | 8.00x | 1.10x |" in md
+    # a result set from before PVH has no such column
+    assert "PVH" not in benchreport.terminal(fake(BASE)).split("\n", 3)[3]

@@ -26,7 +26,7 @@ from pvkit.util import read_json, write_json
 
 BENCH_DIR = SCENARIOS_DIR / "bench"
 PVBENCH_SRC = PACKAGE_DIR / "bench" / "pvbench.c"
-PLACES = ("native", "dom0", "domU")
+PLACES = ("native", "dom0", "domU", "pvh")
 NOISY = 0.05  # a spread (max-min)/median above this is flagged
 
 
@@ -84,6 +84,7 @@ class Options:
     out: Path | None = None
     pvstat: bool = True  # an extra boot with pvstat on: the paravirt ops of each workload
     io: bool = True  # fio and iperf3 through the split drivers
+    pvh: bool = True  # an extra Xen boot: the domU workloads in a PVH guest
 
 
 def compile_pvbench() -> Path:
@@ -240,9 +241,21 @@ def run_bench(opts: Options) -> dict[str, Any]:
     per_place = {"native": metrics(native["ktap"].get("domU")),
                  "dom0": metrics(xen["ktap"].get("dom0")),
                  "domU": metrics(xen["ktap"].get("domU"))}
-    units = _units(native["ktap"].get("domU"), xen["ktap"].get("dom0"),
-                   xen["ktap"].get("domU"))
-    data = {"meta": _meta(native, xen, opts), "workloads": analyse(per_place, units)}
+    docs = [native["ktap"].get("domU"), xen["ktap"].get("dom0"), xen["ktap"].get("domU")]
+    if opts.pvh:
+        # the same scenario and workloads, the domU booted as PVH; dom0's are not repeated
+        progress.step("bench: PVH domU run (the domU workloads in a PVH guest)")
+        options = run.Options(**{**common,  # type: ignore[arg-type]
+                                 "env": {**env, "PVK_DOM0": "0"}}, domu_type="pvh",
+                              out=out / "pvh")
+        pvh = boot("xen", options, "bench PVH domU run",
+                   "; does the domU kernel have CONFIG_XEN_PVH?")
+        per_place["pvh"] = metrics(pvh["ktap"].get("domU"))
+        docs.append(pvh["ktap"].get("domU"))
+        results["pvh"] = pvh
+    data = {"meta": _meta(native, xen, opts), "workloads": analyse(per_place, _units(*docs))}
+    if "pvh" in results:
+        data["meta"]["runs"]["pvh"] = results["pvh"]["dir"]
     if opts.pvstat:
         progress.step("bench: pvstat run (the paravirt ops each workload causes; not timed)")
         r = boot("pvstat", run.Options(**{**common, "icount": False},  # type: ignore[arg-type]

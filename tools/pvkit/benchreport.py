@@ -24,16 +24,34 @@ def _num(value: float | None) -> str:
     return f"{value:.4f}"
 
 
+LABELS = {"native": "native", "dom0": "dom0", "domU": "domU", "pvh": "PVH domU"}
+
+
+def places(data: dict[str, Any]) -> list[str]:
+    """The places measured in this result set, in report order (older sets have no PVH)."""
+    seen = {p for w in data["workloads"].values() for p in w["places"]}
+    return [p for p in LABELS if p in seen]
+
+
+def headers(data: dict[str, Any]) -> list[str]:
+    ps = places(data)
+    return ["workload", "unit", *(LABELS[p] for p in ps),
+            *(f"{LABELS[p]} slowdown" for p in ps if p != "native"), "max spread"]
+
+
 def rows(data: dict[str, Any], group: str) -> list[list[str]]:
+    ps = places(data)
     out = []
     for w in data["workloads"].values():
         if w["group"] != group:
             continue
         cells = [w["label"], w["unit"]]
-        for place in ("native", "dom0", "domU"):
+        for place in ps:
             s = w["places"].get(place)
             cells.append(_num(s["median"]) + ("*" if s and s["noisy"] else "") if s else "-")
-        for place in ("dom0", "domU"):
+        for place in ps:
+            if place == "native":
+                continue
             ratio = w["slowdown"].get(place)
             cells.append(f"{ratio:.2f}x" if ratio else "-")
         spreads = [s["spread"] for s in w["places"].values()]
@@ -42,17 +60,13 @@ def rows(data: dict[str, Any], group: str) -> list[list[str]]:
     return out
 
 
-HEADERS = ["workload", "unit", "native", "dom0", "domU", "dom0 slowdown", "domU slowdown",
-           "max spread"]
-
-
 def terminal(data: dict[str, Any]) -> str:
     meta = data["meta"]
     parts = [header_line(meta)]
     for group, title in GROUPS:
         body = rows(data, group)
         if body:
-            parts += ["", title, table(HEADERS, body)]
+            parts += ["", title, table(headers(data), body)]
     parts.append("\nslowdown = time in place / time native (bandwidths inverted); "
                  "* = spread above 5% (noisy)")
     return "\n".join(parts)
@@ -68,7 +82,10 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
     meta = data["meta"]
     lines = ["# pvkit paravirtualization overhead", "",
              "Native: the domU kernel booted directly by QEMU. dom0 and domU: under Xen, in "
-             "one boot, dom0's workloads before the domU exists. Same QEMU machine for all.", "",
+             "one boot, dom0's workloads before the domU exists. PVH domU (where measured): "
+             "the same kernel and workloads in a PVH guest (hardware-assisted, no device "
+             "model; Xen's HVM support emulated by QEMU here), in its own Xen boot. Same QEMU "
+             "machine for all.", "",
              "| setting | value |", "|---|---|"]
     settings = [("clock", meta["clock"]), ("accelerator", meta["accel"]),
                 ("QEMU", meta["qemu"]), ("CPU model", meta["cpu"]),
@@ -87,8 +104,9 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
         body = rows(data, group)
         if not body:
             continue
-        lines += ["", f"## {title}", "", "| " + " | ".join(HEADERS) + " |",
-                  "|" + "---|" * len(HEADERS)]
+        head = headers(data)
+        lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         relative = [[r[0], _relative(data, r[0])] for r in body]
         lines += ["", "Relative to native (1.00 = native speed; the paper's Figure 3 score): "
@@ -138,15 +156,17 @@ def plots(data: dict[str, Any], out: Path) -> list[str]:
     ws = [w for w in data["workloads"].values() if w["slowdown"]]
     if ws:
         fig, ax = plt.subplots(figsize=(max(8, len(ws) * 0.45), 4.5))
-        width = 0.38
-        for i, place in enumerate(("dom0", "domU")):
+        shown = [p for p in places(data) if p != "native"]
+        width = 0.8 / max(len(shown), 1)
+        for i, place in enumerate(shown):
             vals = [1 / w["slowdown"][place] if w["slowdown"].get(place) else 0 for w in ws]
-            ax.bar([x + (i - 0.5) * width for x in range(len(ws))], vals, width, label=place)
+            ax.bar([x + (i - (len(shown) - 1) / 2) * width for x in range(len(ws))], vals,
+                   width, label=LABELS[place])
         ax.axhline(1.0, color="black", linewidth=0.8, label="native (or dom0 for I/O)")
         ax.set_xticks(range(len(ws)), [w["label"] for w in ws], rotation=60, ha="right",
                       fontsize=8)
         ax.set_ylabel("relative performance (1.0 = baseline)")
-        ax.set_title(f"Relative performance under Xen PV ({data['meta']['clock']} clock)")
+        ax.set_title(f"Relative performance under Xen ({data['meta']['clock']} clock)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "relative.png", dpi=110)
@@ -156,9 +176,12 @@ def plots(data: dict[str, Any], out: Path) -> list[str]:
     if micro:
         fig, ax = plt.subplots(figsize=(7, max(4, len(micro) * 0.32)))
         ys = range(len(micro))
-        for i, place in enumerate(("dom0", "domU")):
+        shown = [p for p in places(data) if p != "native"]
+        height = 0.8 / max(len(shown), 1)
+        for i, place in enumerate(shown):
             vals = [w["slowdown"].get(place) or 0 for w in micro]
-            ax.barh([y + (i - 0.5) * 0.4 for y in ys], vals, 0.4, label=place)
+            ax.barh([y + (i - (len(shown) - 1) / 2) * height for y in ys], vals, height,
+                    label=LABELS[place])
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_yticks(list(ys), [w["label"] for w in micro], fontsize=8)
         ax.invert_yaxis()

@@ -204,7 +204,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     opts = bench.Options(repeats=args.repeats, scale=args.scale, micro=tuple(args.micro),
                          icount=not args.realtime, accel="tcg" if not args.realtime
                          else args.accel, domu_cmdline=args.cmdline_extra,
-                         pvstat=not args.no_pvstat, out=Path(args.out) if args.out else None)
+                         pvstat=not args.no_pvstat, pvh=not args.no_pvh,
+                         out=Path(args.out) if args.out else None)
     data = bench.run_bench(opts)
     return _show_report(args, data, benchreport.terminal, "plots")
 
@@ -414,6 +415,8 @@ def parser() -> argparse.ArgumentParser:
                    help="append to the guest kernel command line (e.g. to inject a slowdown)")
     p.add_argument("--no-pvstat", action="store_true",
                    help="skip the pvstat pass (the paravirt ops each workload causes)")
+    p.add_argument("--no-pvh", action="store_true",
+                   help="skip the PVH domU boot (the domU workloads in a PVH guest)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="compare two results (dirs or results.json); exit 1 if B is slower")
     p.add_argument("--out", help="results directory (default: in the cache)")

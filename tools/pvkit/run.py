@@ -39,6 +39,7 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)  # exported to guest tests (env.sh)
     files: dict[str, bytes] = field(default_factory=dict)  # extra payload files, both guests
     domu_cmdline: str = ""  # appended to the domU (and native) kernel command line
+    domu_type: str | None = None  # boot the scenario's domU as this type (pv, pvh) instead
 
 
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
@@ -74,6 +75,8 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     domu = builds["domU"]
     if opts.domu_cmdline:
         scn = dataclasses.replace(scn, domu_cmdline=f"{scn.domu_cmdline} {opts.domu_cmdline}")
+    if opts.domu_type:
+        scn = dataclasses.replace(scn, domu_type=opts.domu_type)
     shared = payload_extras(opts)
     modules = drivers_mod.build_all(scn.drivers, builds)
     base_initrd = images.domu_initramfs(domu, tuple(scn.needs))

@@ -16,6 +16,12 @@ info() {
 	echo "info $*"
 }
 
+# pvk_requested VAR WHAT: skip the test (KTAP SKIP) unless $VAR is unset or 1
+pvk_requested() {
+	eval "_v=\${$1:-1}"
+	[ "$_v" = 1 ] || { echo "$2 not requested ($1=$_v)"; exit 77; }
+}
+
 pvk_stage() {
 	echo "PVKIT-STAGE $1" > /dev/console
 }
