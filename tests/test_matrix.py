@@ -39,13 +39,13 @@ def test_only_the_kernels_the_selected_boots_need() -> None:
 
 
 def test_globs_trees_and_clocks_multiply() -> None:
-    m = derive("beta*", trees=["mine=/srv/linux tree", "/src/linux-next/"],
+    m = derive("beta*", trees=["mine=/srv/linux", "/src/linux-next/"],
                clocks=["icount,realtime", "icount"])
     assert [t.name for t in m.trees] == ["mine", "linux_next"]
     assert m.clocks == ["icount", "realtime"]
     assert len(m.boots) == 2 * 2 * 2
     cell = next(b for b in m.boots if b.id == "beta-mine-realtime")
-    assert cell.args == "--scenario beta --tree '/srv/linux tree'"
+    assert cell.args == "--scenario beta --tree /srv/linux"
     assert cell.needs == ["domU-mine"]
     assert {b.id for b in m.builds} == {"domU-mine", "dom0-mine", "domU-linux_next",
                                         "dom0-linux_next"}
@@ -60,6 +60,7 @@ def test_globs_trees_and_clocks_multiply() -> None:
     ({"trees": ["a-b=/x"]}, "tree name 'a-b' must be"),
     ({"trees": ["/a/x", "/b/x"]}, "two trees have the same name"),
     ({"trees": ["x="]}, "give NAME=PATH or PATH"),
+    ({"trees": ["x=/a b"]}, "must not contain white space"),
 ])
 def test_bad_options_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(PvkitError, match=message):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ class BuildCell:
     id: str
     profile: str
     tree: str
-    args: str  # for `pvkit build` and `pvkit bundle export`
+    args: str  # for `pvkit build` and `pvkit bundle export`, as words separated by spaces
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class BootCell:
     clock: str
     profiles: list[str]
     needs: list[str]  # build cell ids
-    args: str  # for `pvkit boot` / `pvkit run`
+    args: str  # for `pvkit boot` / `pvkit run`, as words separated by spaces
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,9 @@ def parse_tree(spec: str) -> Tree:
         name = Path(spec.rstrip("/")).name.replace("-", "_")
     if not path:
         raise PvkitError(f"--tree '{spec}': give NAME=PATH or PATH")
+    if re.search(r"\s", path):
+        raise PvkitError(f"--tree '{spec}': the path must not contain white space (the "
+                         "pipelines pass cell arguments as words); use a symlink")
     if not _TREE_NAME.fullmatch(name) or name == DEFAULT_TREE:
         raise PvkitError(f"--tree '{spec}': tree name '{name}' must be letters, digits, '_' "
                          f"or '.' and not '{DEFAULT_TREE}' (that is Debian's linux-source); "
@@ -132,14 +134,14 @@ def derive(patterns: list[str] | None = None, trees: list[str] | None = None,
             needs = []
             for profile in profiles:
                 cell = f"{profile}-{tree.name}"
-                builds.setdefault(cell, BuildCell(cell, profile, tree.name, shlex.join(
+                builds.setdefault(cell, BuildCell(cell, profile, tree.name, " ".join(
                     ["--profile", profile, *tree.args()])))
                 needs.append(cell)
             for clock in clock_list:
                 args = ["--scenario", scn.name, *tree.args()]
                 args += ["--icount"] if clock == "icount" else []
                 boots.append(BootCell(f"{scn.name}-{tree.name}-{clock}", scn.name, scn.boot,
-                                      tree.name, clock, profiles, needs, shlex.join(args)))
+                                      tree.name, clock, profiles, needs, " ".join(args)))
     order = {"domU": 0, "dom0": 1}
     build_list = sorted(builds.values(), key=lambda b: (b.tree, order.get(b.profile, 9)))
     return Matrix(tree_list, clock_list, build_list, boots)
