@@ -87,5 +87,31 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "clock | icount" in md
     text = (tmp_path / "report.txt").read_text()
     assert "clock: icount" in text and "memcpy bw" in text
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plots need the plot extra (pip install .[plot])")
+    benchreport.write_all(fake(BASE), tmp_path)
     assert (tmp_path / "relative.png").stat().st_size > 1000
     assert (tmp_path / "micro.png").stat().st_size > 1000
+    assert "![relative.png](relative.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_report_names_the_series_not_its_record(tmp_path: Path) -> None:
+    """A build's series is named by its patches in the report, never by pvkit's raw record
+    (which holds backup paths)."""
+    for profile in ("domU", "dom0"):
+        d = tmp_path / profile
+        d.mkdir()
+        write_json(d / "metadata.json", {"inputs": {
+            "config_sha256": "ab" * 32, "base": "tinyconfig",
+            "fragments": ["/x/common.config"],
+            "series": {"id": "123", "patches": ["0001-pvstat.patch"]}}})
+    meta = bench._meta({"info": {"domU_build": str(tmp_path / "domU")}},
+                       {"info": {"dom0_build": str(tmp_path / "dom0")}, "command": []},
+                       bench.Options())
+    assert meta["configs"]["domU"]["series"] == "0001-pvstat.patch"
+    data = fake(BASE)
+    data["meta"]["configs"] = meta["configs"]
+    md = benchreport.markdown(data, [])
+    assert "patch series: 0001-pvstat.patch" in md and "backup" not in md

@@ -115,10 +115,60 @@ def test_build_dir_lock_serializes_builders(tmp_path: Path) -> None:
     out = tmp_path / "domU-x"
     order: list[str] = []
     with build._locked(out):
-        t = threading.Thread(target=lambda: build._locked(out).__enter__()
-                             or order.append("second"))
+        t = threading.Thread(target=lambda: (build._locked(out).__enter__(),
+                                             order.append("second")))
         t.start()
         t.join(0.3)
         order.append("first released")
     t.join(5)
     assert order == ["first released", "second"]
+
+
+def test_kvm_probe_record_survives_concurrent_probes(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path,
+                                                     isolated_cache: Path) -> None:
+    """Two runs probing two kernels at once: both answers are kept (read-modify-write of
+    kvm-probe.json under a lock)."""
+    import threading
+    import time
+
+    from pvkit import qemu
+    from pvkit.util import read_json
+
+    monkeypatch.setattr(qemu.os, "access", lambda path, mode: True)
+
+    def slow_probe(kernel: Path, timeout_s: float) -> bool:
+        time.sleep(0.3)
+        return kernel.name == "a"
+
+    monkeypatch.setattr(qemu, "_probe", slow_probe)
+    kernels = []
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+        kernels.append(tmp_path / name)
+    threads = [threading.Thread(target=qemu.probe_kvm, args=(k,)) for k in kernels]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    record = read_json(isolated_cache / "kvm-probe.json")
+    assert sorted(record.values()) == [False, True] and len(record) == 2
+
+
+def test_pvbench_compiles_through_a_private_temporary(monkeypatch: pytest.MonkeyPatch,
+                                                     isolated_cache: Path) -> None:
+    from pvkit import bench
+
+    outputs: list[str] = []
+    real_run = bench.subprocess.run
+
+    def spy(cmd: list[str], **kw: object) -> object:
+        outputs.append(cmd[cmd.index("-o") + 1])
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(bench.subprocess, "run", spy)
+    first = bench.compile_pvbench()
+    first.unlink()
+    assert bench.compile_pvbench() == first and first.is_file()
+    assert len(set(outputs)) == 2 and not any(o.endswith(".tmp") for o in outputs)
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary left

@@ -42,9 +42,12 @@ def test_key_follows_sources_and_kernel(tmp_path: Path) -> None:
     assert drivers.key(src, fake_kernel()) == first
     assert drivers.key(src, fake_kernel("k2")) != first
     (src / "d.c").write_text("int y;\n")
-    assert drivers.key(src, fake_kernel()) != first
+    edited = drivers.key(src, fake_kernel())
+    assert edited != first
     (src / "notes.txt").write_text("not a source")
-    assert drivers.key(src, fake_kernel()) == drivers.key(src, fake_kernel())
+    assert drivers.key(src, fake_kernel()) == edited  # not a source: same key
+    (src / "d.h").write_text("#define X 1\n")
+    assert drivers.key(src, fake_kernel()) != edited  # a new header: a new key
 
 
 def test_unknown_driver_is_named_with_the_known_ones() -> None:

@@ -144,3 +144,57 @@ def test_resolution_is_remembered_for_managed_trees(tree: source.Source, tmp_pat
     f.write_text("CONFIG_XEN=y\n")  # a changed fragment is a new resolution
     with pytest.raises(AssertionError, match="parsed again"):
         kconfig.resolve(managed, None, [f], base="allnoconfig")
+
+
+# ---- user fragments over the profiles (a fake tree that knows every profile symbol) -------
+
+
+def test_user_typo_is_reported_not_the_profile(profile_tree: Path, tmp_path: Path) -> None:
+    src = source.from_tree(profile_tree)
+    f = frag(tmp_path, "CONFIG_XEN=y\nCONFIG_XEN_DOMO=y\n")
+    with pytest.raises(PvkitError, match=rf"{f}:2: unknown symbol CONFIG_XEN_DOMO \(closest: "
+                       r"CONFIG_XEN_DOM0"):
+        kconfig.resolve(src, "dom0", [f])
+
+
+def test_user_fragment_overrides_the_profile(profile_tree: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src = source.from_tree(profile_tree)
+    f = frag(tmp_path, "# CONFIG_NETDEVICES is not set\nCONFIG_XEN_NETDEV_BACKEND=y\n")
+    r = kconfig.resolve(src, "dom0", [f])
+    values = kconfig.assignments_of(r.text)
+    assert values["NETDEVICES"] == "n" and values["XEN_NETDEV_BACKEND"] == "y"
+    assert r.requested["NETDEVICES"] == "n"
+    err = capsys.readouterr().err
+    assert re.search(rf"note: CONFIG_NETDEVICES=n \({f}:1\) overrides CONFIG_NETDEVICES=y "
+                     r"\(.*common.config:\d+\)", err), err
+    assert "CONFIG_XEN_NETDEV_BACKEND=y" in err and "dom0.config" in err
+
+
+def test_conflicts_between_user_fragments_stay_errors(profile_tree: Path,
+                                                      tmp_path: Path) -> None:
+    src = source.from_tree(profile_tree)
+    a = frag(tmp_path, "CONFIG_XEN=y\n", "a.config")
+    b = frag(tmp_path, "# CONFIG_XEN is not set\n", "b.config")
+    with pytest.raises(PvkitError, match=rf"CONFIG_XEN set twice: y at {a}:1, n at {b}:1"):
+        kconfig.resolve(src, "domU", [a, b])
+
+
+def test_empty_string_value_holds(profile_tree: Path, tmp_path: Path) -> None:
+    src = source.from_tree(profile_tree)
+    f = frag(tmp_path, 'CONFIG_SYSTEM_TRUSTED_KEYS=""\n')
+    r = kconfig.resolve(src, "domU", [f])
+    assert kconfig.assignments_of(r.text)["SYSTEM_TRUSTED_KEYS"] == '""'
+    assert r.requested["SYSTEM_TRUSTED_KEYS"] == ""
+
+
+def test_binary_fragment_and_base(tree: source.Source, tmp_path: Path) -> None:
+    binary = tmp_path / "bin.config"
+    binary.write_bytes(b"\x7fELF\x00\xff\xfe")
+    with pytest.raises(PvkitError, match="not a text file"):
+        kconfig.parse_fragment(binary)
+    with pytest.raises(PvkitError, match=r"--base .*: not a text file, so not a kernel .config"):
+        kconfig.resolve(tree, None, [], base=str(binary))
+    text = frag(tmp_path, "hello world\n", "notes.txt")
+    with pytest.raises(PvkitError, match=r"--base .*notes.txt: no CONFIG_ lines"):
+        kconfig.resolve(tree, None, [], base=str(text))

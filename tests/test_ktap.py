@@ -59,3 +59,12 @@ def test_nested_subtests_are_ignored_at_top_level() -> None:
     doc = ktap.parse("domU", ["KTAP version 1", "1..1", "    KTAP version 1", "    1..1",
                               "    ok 1 inner", "ok 1 outer"])
     assert doc is not None and [c.name for c in doc.cases] == ["outer"]
+
+
+def test_malformed_metric_is_a_diagnostic_not_a_crash() -> None:
+    doc = ktap.parse("domU", ["KTAP version 1", "1..1", "# metric: x 1.2.3 MB",
+                              "# metric: y -4.5e-3 s", "# metric: z 7", "# metric: w 1e", "ok 1 t"])
+    assert doc is not None
+    case = doc.cases[0]
+    assert case.metrics == {"y": (-4.5e-3, "s"), "z": (7.0, "")}
+    assert case.diagnostics == ["metric: x 1.2.3 MB", "metric: w 1e"]

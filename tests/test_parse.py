@@ -1,6 +1,6 @@
 """`pvkit parse`: results re-derived from a console log equal the live run's.
 
-The live path is run for real without QEMU: a small program plays a golden console log on its
+The live path is run for real without QEMU: a stand-in plays a golden console log on its
 stdout, `qemu.run` supervises it and feeds the monitor live, `run.record` writes results.json
 and junit.xml. Then the saved console.log is parsed offline, and the two must agree with each
 other, with the live monitor's own verdict and stages, and with what the golden log shows.
@@ -9,10 +9,10 @@ other, with the live monitor's own verdict and stages, and with what the golden 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import fake_qemu, golden
 
 from pvkit import cli, console, qemu, run, scenarios
 from pvkit.errors import PvkitError
@@ -21,16 +21,6 @@ DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "console"
 QUICK_HANG = {"xen": DATA / "parse" / "quick-hang-xen.toml",
               "native": DATA / "parse" / "quick-hang-native.toml"}
-
-# plays a console log: every line at once, then silence for argv[2] seconds
-PLAYER = """
-import re, sys, time
-for raw in open(sys.argv[1]):
-    m = re.match(r"^\\[\\s*\\d+\\.\\d+\\] ?(.*)$", raw.rstrip("\\n"))
-    if m:
-        print(m.group(1), flush=True)
-time.sleep(float(sys.argv[2]))
-"""
 
 # golden log -> (scenario, status, reason of the live run)
 CASES = {
@@ -48,12 +38,9 @@ CASES = {
 
 def live_run(name: str, scenario: str, workdir: Path) -> tuple[dict, qemu.RunResult]:
     scn = scenarios.find(scenario)
-    silence = "30" if "hang" in name else "0"
-    cmd = qemu.Command([sys.executable, "-c", PLAYER, str(GOLDEN / name), silence,
-                        "-accel", "tcg"])
-    monitor = run.monitor_for(scn)
     workdir.mkdir()
-    result = qemu.run(cmd, monitor, workdir / "console.log", grace_s=0.2)
+    cmd = fake_qemu(workdir, golden(name), "sleep 30" if "hang" in name else "")
+    result = qemu.run(cmd, run.monitor_for(scn), workdir / "console.log", grace_s=0.2)
     return run.record(scn, workdir, result, {"case": name}, cmd, run.Options()), result
 
 
@@ -80,7 +67,8 @@ def test_parse_equals_live_run(name: str, tmp_path: Path) -> None:
     assert comparable(on_disk[0]) == comparable(on_disk[1])
     assert (tmp_path / "live" / "junit.xml").read_text() == \
         (tmp_path / "parsed" / "junit.xml").read_text()
-    assert on_disk[0]["info"] == {"case": name} and on_disk[0]["command"][0] == sys.executable
+    assert on_disk[0]["info"] == {"case": name}
+    assert on_disk[0]["command"][0].endswith("fake-qemu")
 
 
 @pytest.mark.parametrize(("name", "scenario", "reason"), [

@@ -206,3 +206,178 @@ def test_template_series_renders_against_pristine_tree(tmp_path: Path, data_dir:
     assert patches.apply(src, series) == "already applied"
     patches.revert(src)
     assert digest(src.root) == before
+
+
+# ---- interruption, refusals, identity -------------------------------------------------------
+
+KILL_AFTER_FIRST_COPY = """
+import os, shutil, signal, sys
+from pathlib import Path
+from pvkit import patches, source
+copies = []
+real = shutil.copy2
+def copy2(a, b, **kw):
+    out = real(a, b, **kw)
+    if str(b).startswith(sys.argv[1]):  # a write into the tree (not a backup)
+        copies.append(b)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+shutil.copy2 = copy2
+patches.apply(source.from_tree(Path(sys.argv[1])), Path(sys.argv[2]))
+"""
+
+
+def test_apply_killed_midway_is_detected_and_restored(tmp_path: Path,
+                                                      isolated_cache: Path) -> None:
+    """SIGKILL after the first file of the series was written into the tree: the next check
+    says half-applied, the next apply restores the tree and applies the whole series."""
+    import os
+    import signal
+    import sys
+
+    src = make_tree(tmp_path)
+    before = digest(src.root)
+    series = make_series(tmp_path, P2_GOOD)
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_COPY, str(src.root),
+                           str(series)], env={**os.environ, "PYTHONPATH": str(
+                               Path(__file__).resolve().parents[1] / "tools")})
+    assert proc.returncode == -signal.SIGKILL
+    assert digest(src.root) != before  # half-applied: one file written, the rest not
+    assert patches.state_of(src) == "half-applied"
+    assert patches.check(src, series)[0]["status"].startswith("fails: half-applied")
+    assert {r["status"] for r in patches.status(src, series)} == {"half-applied"}
+    assert patches.apply(src, series) == "applied 3 patches"
+    assert (src.root / "a.c").read_text() == "int a;\nint b2;\nint c;\n"
+    assert (src.root / "new.c").read_text() == "int created;\n"
+    patches.revert(src)
+    assert digest(src.root) == before
+
+
+def test_interrupt_while_writing_restores_at_once(tmp_path: Path, isolated_cache: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_tree(tmp_path)
+    before = digest(src.root)
+    real = patches.shutil.copy2
+    writes = []
+
+    def copy2(a: Path, b: Path) -> object:
+        if str(b).startswith(str(src.root)) and not writes:
+            writes.append(b)
+            real(a, b)
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(patches.shutil, "copy2", copy2)
+    with pytest.raises(KeyboardInterrupt):
+        patches.apply(src, make_series(tmp_path, P2_GOOD))
+    assert writes and digest(src.root) == before
+    assert patches.state_of(src) == "none"
+
+
+def test_revert_with_missing_backups_refuses(tmp_path: Path, isolated_cache: Path) -> None:
+    src = make_tree(tmp_path)
+    series = make_series(tmp_path, P2_GOOD)
+    patches.apply(src, series)
+    applied = digest(src.root)
+    state = patches._state(src)
+    assert state is not None
+    (Path(state["backup"]) / "sub/b.c").unlink()
+    with pytest.raises(PvkitError, match=r"the backup of sub/b.c \(and 0 more\) is missing .* "
+                       r"cannot be restored; restore those files yourself"):
+        patches.revert(src)
+    assert digest(src.root) == applied  # nothing was touched
+    assert patches.state_of(src) == "applied"
+
+
+def git_tree(tmp_path: Path) -> source.Source:
+    src = make_tree(tmp_path)
+    git(src.root, "init", "-q")
+    git(src.root, "add", ".")
+    git(src.root, "commit", "-qm", "base")
+    return src
+
+
+def test_git_revert_refuses_to_drop_user_commits(tmp_path: Path, isolated_cache: Path) -> None:
+    src = git_tree(tmp_path)
+    base = git(src.root, "rev-parse", "HEAD").strip()
+    series = make_series(tmp_path, P2_GOOD)
+    patches.apply(src, series)
+    (src.root / "mine.c").write_text("int mine;\n")
+    git(src.root, "add", "mine.c")
+    git(src.root, "commit", "-qm", "my work")
+    head = git(src.root, "rev-parse", "HEAD").strip()
+    with pytest.raises(PvkitError, match=r"1 commit\(s\) of yours sit on top of the pvkit "
+                       r"series; revert would drop them, so nothing was changed") as exc:
+        patches.revert(src)
+    assert git(src.root, "rev-parse", "HEAD").strip() == head
+    # the command the message gives does what it says: the series goes, the commit stays
+    command = str(exc.value).split("`")[1]
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    log = git(src.root, "log", "--format=%s").splitlines()
+    assert log == ["my work", "base"]
+    assert git(src.root, "rev-parse", "HEAD~1").strip() == base
+    with pytest.raises(PvkitError, match="no longer in the history of HEAD"):
+        patches.revert(src)
+    assert patches.state_of(src) == "none"
+
+
+def test_git_am_without_identity(tmp_path: Path, isolated_cache: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with no git identity: git am would stop ("Please tell me who you are")."""
+    src = git_tree(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "none"))
+    assert subprocess.run(["git", "-C", str(src.root), "config", "user.email"],
+                          capture_output=True).returncode != 0
+    assert patches.apply(src, make_series(tmp_path, P2_GOOD)) == \
+        "applied 3 patches with git am"
+    assert git(src.root, "log", "-1", "--format=%an <%ae>").strip() == \
+        "pvkit <pvkit@example.invalid>"
+
+
+def test_git_apply_killed_midway_is_recovered(tmp_path: Path, isolated_cache: Path) -> None:
+    """git am killed after the first patch: the record says incomplete, HEAD carries one of
+    the series' commits; the next apply resets to the base and applies the whole series."""
+    import json
+
+    src = git_tree(tmp_path)
+    base = git(src.root, "rev-parse", "HEAD").strip()
+    series = make_series(tmp_path, P2_GOOD)
+    found = patches.materialize(src, series)
+    git(src.root, "am", str(series / "0001-first.patch"))
+    state = {"id": patches.series_id(found), "patches": [p.name for p in found],
+             "subjects": [patches.subject(p.text) for p in found], "git_base": base,
+             "complete": False}
+    (src.root / ".git/pvkit-series").write_text(json.dumps(state))
+    assert patches.check(src, series)[0]["status"].startswith("fails: half-applied")
+    assert patches.apply(src, series) == "applied 3 patches with git am"
+    assert git(src.root, "log", "--format=%s").splitlines() == [
+        "third adds a file", "second", "first", "base"]
+
+
+def test_find_never_applies_the_series(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       isolated_cache: Path) -> None:
+    """A lookup (inspect, images, boot, drivers) must not change the source tree."""
+    import dataclasses
+
+    from pvkit import build
+
+    src = dataclasses.replace(make_tree(tmp_path), managed=True)
+    monkeypatch.setattr(build.source_mod, "resolve", lambda tree=None: src)
+    series = make_series(tmp_path, P2_GOOD)
+    read = patches.read_series
+    monkeypatch.setattr(build.patches, "read_series", lambda directory=None: read(series))
+    monkeypatch.setattr(build.patches, "apply", lambda *a, **k: pytest.fail("find applied"))
+    monkeypatch.setattr(build.patches, "revert", lambda *a, **k: pytest.fail("find reverted"))
+    before = digest(src.root)
+    with pytest.raises(PvkitError, match=r"no up-to-date domU kernel build: the patch series "
+                       r"in kernel-patches/ is not the one the source carries; run `pvkit "
+                       r"build --profile domU`"):
+        build.find("domU")
+    assert digest(src.root) == before

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import linux_tree
 
-from pvkit import paths
 from pvkit import pvblk_proto as proto
 from pvkit.errors import PvkitError
 from pvkit.gen import blkif
@@ -30,10 +30,7 @@ def spec() -> blkif.Spec:
 
 
 def kernel_tree() -> Path:
-    trees = sorted(paths.cache_dir().glob("src/linux-source-6.1_*/linux-source-6.1"))
-    if not trees or not (trees[-1] / "include/xen/interface/io/blkif.h").is_file():
-        pytest.skip("no Linux 6.1 source tree in the pvkit cache")
-    return trees[-1]
+    return linux_tree()
 
 
 def need_gcc() -> str:
@@ -159,6 +156,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory, spec: blkif.Spec
     return run_layout_program(tmp_path_factory.mktemp("pvblk-layout"), spec)
 
 
+@pytest.mark.real
 def test_layouts_match_the_kernel(compiled: dict[str, dict[tuple[str, str], str]]) -> None:
     ours = {k: v for k, v in compiled["P"].items() if k[0] != "const"}
     kernels = {k: v for k, v in compiled["K"].items() if k[0] != "const"}
@@ -166,6 +164,7 @@ def test_layouts_match_the_kernel(compiled: dict[str, dict[tuple[str, str], str]
     assert ours == kernels
 
 
+@pytest.mark.real
 def test_layouts_match_the_mirror(compiled: dict[str, dict[tuple[str, str], str]]) -> None:
     kernel = compiled["K"]
     for name, (size, fields) in proto.STRUCTS.items():
@@ -176,6 +175,7 @@ def test_layouts_match_the_mirror(compiled: dict[str, dict[tuple[str, str], str]
                 assert kernel[(name, f"{path}[0]")] == f"0 {esize}", f"{name}.{path}[0]"
 
 
+@pytest.mark.real
 def test_constants_match_the_kernel(spec: blkif.Spec,
                                     compiled: dict[str, dict[tuple[str, str], str]]) -> None:
     checked = 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import linux_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -373,12 +374,10 @@ def test_strerror_and_status(lib: ctypes.CDLL) -> None:
         assert lib.pvblk_validate_rsp_status(err(name)) == P.RSP_ERROR
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", ["pvblk_validate.c", "pvblk_validate.h"])
 def test_checkpatch_clean(name: str) -> None:
-    trees = sorted(paths.cache_dir().glob("src/linux-source-6.1_*/linux-source-6.1"))
-    script = trees[-1] / "scripts" / "checkpatch.pl" if trees else None
-    if script is None or not script.is_file() or shutil.which("perl") is None:
-        pytest.skip("no kernel tree with scripts/checkpatch.pl, or no perl")
+    script = linux_tree() / "scripts" / "checkpatch.pl"
     run = subprocess.run(["perl", str(script), "--strict", "--no-tree", "-f", str(PVBLK / name)],
                          capture_output=True, text=True, cwd=PVBLK)
     assert "total: 0 errors, 0 warnings, 0 checks" in run.stdout, run.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import linux_tree
 
 from pvkit.errors import PvkitError
 from pvkit.gen import pvstat
@@ -60,14 +61,10 @@ def test_older_layout() -> None:
     assert "time.steal_clock" in names
 
 
-def test_linux_6_1_layout_if_available() -> None:
-    from pvkit.paths import cache_dir
-
-    headers = sorted(cache_dir().glob("src/linux-source-6.1_*/linux-source-6.1/"
-                                      "arch/x86/include/asm/paravirt_types.h"))
-    if not headers:
-        pytest.skip("linux-source-6.1 not extracted yet (pvkit source)")
-    parsed = pvstat.parse(headers[-1].read_text())
+@pytest.mark.real
+def test_linux_6_1_layout() -> None:
+    header = linux_tree() / "arch/x86/include/asm/paravirt_types.h"
+    parsed = pvstat.parse(header.read_text())
     assert parsed.groups == ["cpu", "irq", "mmu", "lock"]
     wrapped, skipped = pvstat.classify(parsed)
     names = {op.path for op in wrapped}

@@ -51,7 +51,7 @@ def test_dom0_quiet_while_the_domu_runs() -> None:
 
 def test_typo_in_key_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, 'boot = "xen"\n\n[[test]]\nname = "a"\nwehre = "dom0"\nrun = "true"\n')
-    with pytest.raises(PvkitError, match=rf"{path}:5: unknown key 'wehre' in \[\[test\]\]; "
+    with pytest.raises(PvkitError, match=rf"{path}:5: unknown key 'wehre' in \[\[test\]\] #1; "
                        r"did you mean 'where'\?"):
         scenarios.load(path)
 
@@ -65,7 +65,7 @@ def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
 def test_bad_values(tmp_path: Path) -> None:
     with pytest.raises(PvkitError, match=r"s.toml:1: boot must be one of"):
         scenarios.load(write(tmp_path, 'boot = "hvm"\n'))
-    with pytest.raises(PvkitError, match=r"s.toml:1: 'timeout' must be a int"):
+    with pytest.raises(PvkitError, match=r"s.toml:1: 'timeout' must be an integer"):
         scenarios.load(write(tmp_path, 'timeout = "long"\n'))
     with pytest.raises(PvkitError, match=r"a native scenario has no dom0"):
         scenarios.load(write(tmp_path, 'boot = "native"\n[[test]]\nname = "x"\nwhere = "dom0"\n'
@@ -78,3 +78,46 @@ def test_bad_values(tmp_path: Path) -> None:
 def test_unknown_scenario_suggests() -> None:
     with pytest.raises(PvkitError, match=r"no scenario 'smok': did you mean 'smoke'\?"):
         scenarios.find("smok")
+
+
+def test_bench_scenarios_load() -> None:
+    from pvkit.bench import BENCH_DIR
+
+    files = sorted(BENCH_DIR.glob("*.toml"))
+    assert len(files) >= 5
+    for path in files:
+        scn = scenarios.load(path)
+        assert scn.tests, path
+        scenarios.render_domu(scn)
+        if scn.boot == "xen":
+            scenarios.render_dom0(scn)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("allow = [1]\n", r"s.toml:1: 'allow' must be an array of strings; element 1 is 1"),
+    ('allow = ["ok", "(unclosed"]\n', r"s.toml:1: 'allow' pattern '\(unclosed' is not a "
+     r"regular expression"),
+    ("test = [1]\n", r"s.toml:1: 'test' must be an array of tables; element 1 is 1"),
+    ('needs = ["iperf3", 2]\n', r"'needs' must be an array of strings; element 2 is 2"),
+    ('drivers = ["pvblkk"]\n', r"s.toml:1: no driver 'pvblkk' in drivers/: did you mean "
+     r"'pvblk'\?"),
+    ('[domU]\nconfig = "disk = []"\n', r"s.toml:2: 'config' must be an array"),
+    ('[[test]]\nname = "a"\nrun = "true"\n\n[[test]]\nname = "b"\ntimeout = "x"\n'
+     'run = "true"\n', r"s.toml:7: 'timeout' must be an integer"),
+    ('[[test]]\nname = "a"\nrun = \'\'\'\nname = 1\n\'\'\'\n[[test]]\nname = "a b"\n'
+     'run = "true"\n', r"s.toml:7: test name 'a b' must be"),
+    ('[[test]]\nname = "a"\nrun = "true"\n[[test]]\nrun = "true"\n',
+     r"s.toml:4: missing required key 'name' in \[\[test\]\] #2"),
+])
+def test_bad_input_blames_the_right_line(tmp_path: Path, text: str, message: str) -> None:
+    """Types are checked when the file is loaded (before any kernel is built), and the line
+    named is the one of the offending key, not the first key of that name in the file."""
+    with pytest.raises(PvkitError, match=message):
+        scenarios.load(write(tmp_path, text))
+
+
+def test_binary_scenario_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_bytes(b"\xff\xfe\x00boot")
+    with pytest.raises(PvkitError, match="not a text file"):
+        scenarios.load(path)

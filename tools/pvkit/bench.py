@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import os
 import statistics
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +91,18 @@ def compile_pvbench() -> Path:
     digest = hashlib.sha256(PVBENCH_SRC.read_bytes()).hexdigest()[:16]
     out = cache_subdir("bench") / f"pvbench-{digest}"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        proc = subprocess.run(["gcc", "-O2", "-static", "-Wall", "-Wextra", "-o", str(tmp),
-                               str(PVBENCH_SRC)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise PvkitError(f"cannot compile {PVBENCH_SRC}: {proc.stderr.strip()[:300]}")
-        tmp.replace(out)
+        # a private temporary name: two benches compiling at once must not share one
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            proc = subprocess.run(["gcc", "-O2", "-static", "-Wall", "-Wextra", "-o",
+                                   str(tmp), str(PVBENCH_SRC)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise PvkitError(f"cannot compile {PVBENCH_SRC}: {proc.stderr.strip()[:300]}")
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 
@@ -175,7 +184,7 @@ def _meta(native: dict[str, Any], xen: dict[str, Any], opts: Options) -> dict[st
                                 "base": meta["inputs"]["base"],
                                 "fragments": sorted(Path(f).name
                                                     for f in meta["inputs"]["fragments"]),
-                                "series": meta["inputs"]["series"] or "none"}
+                                "series": _series_names(meta["inputs"]["series"])}
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "clock": xen.get("clock"),
@@ -191,6 +200,13 @@ def _meta(native: dict[str, Any], xen: dict[str, Any], opts: Options) -> dict[st
         "domU_cmdline_extra": opts.domu_cmdline,
         "runs": {"native": native.get("dir"), "xen": xen.get("dir")},
     }
+
+
+def _series_names(series: Any) -> str:
+    """The patch series a build carried, for people: its patch names."""
+    if isinstance(series, dict) and series.get("patches"):
+        return ", ".join(series["patches"])
+    return "none"
 
 
 def _qemu_arg(argv: list[str], flag: str) -> str:
@@ -269,8 +285,35 @@ def compare(a: dict[str, Any], b: dict[str, Any], floor: float = 0.02) -> list[d
 
 
 def load_results(path: Path) -> dict[str, Any]:
+    """A bench results.json (or the directory holding it), checked before it is compared."""
     target = path / "results.json" if path.is_dir() else path
-    data = read_json(target)
-    if not data or "workloads" not in data:
-        raise PvkitError(f"{target}: not a pvkit bench results.json")
+    what = f"{target}: not a pvkit bench results.json"
+    if not target.exists():
+        raise PvkitError(f"{target}: no such file; give a bench results directory or its "
+                         "results.json")
+    try:
+        data = json.loads(target.read_bytes().decode())
+    except UnicodeDecodeError as exc:
+        raise PvkitError(f"{what} (not UTF-8 text)") from exc
+    except json.JSONDecodeError as exc:
+        raise PvkitError(f"{what} (not JSON: {exc})") from exc
+    except OSError as exc:
+        raise PvkitError(f"{target}: cannot read ({exc.strerror})") from exc
+    workloads = data.get("workloads") if isinstance(data, dict) else None
+    if not isinstance(workloads, dict):
+        raise PvkitError(f"{what} (no 'workloads' table)")
+    for name, w in workloads.items():
+        places = w.get("places") if isinstance(w, dict) else None
+        if not isinstance(places, dict) or not all(
+                isinstance(p, dict) and _number(p.get("median")) and _number(p.get("spread"))
+                for p in places.values()):
+            raise PvkitError(f"{what} (workload '{name}' has no places with a median and "
+                             "a spread)")
+        w.setdefault("label", name)
+        w.setdefault("unit", "")
+        w.setdefault("higher_is_better", False)
     return data
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

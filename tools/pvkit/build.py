@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import fcntl
 import os
 import re
 import shlex
@@ -21,11 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvkit import kconfig, patches, progress
+from pvkit import kconfig, patches, procs, progress
 from pvkit import source as source_mod
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_dir, cache_subdir
-from pvkit.util import first_line, read_json, sha256_file, sha256_text, write_atomic, write_json
+from pvkit.util import (
+    first_line,
+    flocked,
+    read_json,
+    sha256_file,
+    sha256_text,
+    write_atomic,
+    write_json,
+)
 
 RECIPE_VERSION = "1"
 ARTIFACTS = ("arch/x86/boot/bzImage", "vmlinux", "System.map", ".config")
@@ -61,9 +68,17 @@ def prepare_source(tree: str | None) -> source_mod.Source:
     """The source to build: pvkit's own copy of linux-source carries the patch series (applied
     atomically, a no-op when already applied); a user's --tree is used as it is."""
     src = source_mod.resolve(tree)
-    if src.managed:
+    if src.managed and not series_current(src):
         patches.apply(src)
     return src
+
+
+def series_current(src: source_mod.Source) -> bool:
+    """Does pvkit's own tree carry exactly the repository's series (read-only)?"""
+    series = patches.materialize(src)
+    if not series:
+        return patches.state_of(src) == "none"
+    return patches.applied_id(src) == patches.series_id(series)
 
 
 def toolchain() -> dict[str, str]:
@@ -74,7 +89,7 @@ def toolchain() -> dict[str, str]:
             return "missing"
 
     return {
-        "gcc": version(["gcc", "--version"]),
+        "gcc": version([kconfig.compiler(), "--version"]),
         "ld": version(["ld", "--version"]),
         "make": version(["make", "--version"]),
         "ccache": version(["ccache", "--version"]),
@@ -82,12 +97,15 @@ def toolchain() -> dict[str, str]:
 
 
 def build_env(src: source_mod.Source) -> dict[str, str]:
-    """Environment for make: ccache through PATH, pinned build identity for reproducibility."""
+    """Environment for make: ccache through PATH, pinned build identity for reproducibility.
+
+    No CCACHE_BASEDIR: every compile names the tree through the profile's slot (see
+    `make_command`), the same absolute path for any tree, so ccache hits across trees."""
     env = dict(os.environ)
     if Path("/usr/lib/ccache").is_dir():
         env["PATH"] = "/usr/lib/ccache:" + env.get("PATH", "")
     env["CCACHE_DIR"] = str(cache_subdir("ccache"))
-    env["CCACHE_BASEDIR"] = str(cache_dir())
+    env.pop("CCACHE_BASEDIR", None)
     env["CCACHE_NOHASHDIR"] = "1"
     env.setdefault("CCACHE_MAXSIZE", "5G")
     stamp = (src.root / "Makefile").stat().st_mtime
@@ -99,9 +117,20 @@ def build_env(src: source_mod.Source) -> dict[str, str]:
     return env
 
 
-def make_command(src: source_mod.Source, out: Path, *targets: str) -> list[str]:
-    return ["make", "-C", str(src.root), f"O={out}", "ARCH=x86_64", f"-j{os.cpu_count() or 1}",
-            *targets]
+def slot(profile: str) -> Path:
+    """The path every build of `profile` names its source tree by (a symlink to the tree being
+    built, re-pointed under a lock by each build): compile commands, and so ccache keys, are
+    then the same for any copy of a tree wherever it lives."""
+    return cache_subdir("slots") / profile
+
+
+def make_command(src: source_mod.Source, out: Path, *targets: str,
+                 srctree: Path | None = None) -> list[str]:
+    cmd = ["make", "-C", str(src.root), f"O={out}", "ARCH=x86_64", f"CC={kconfig.compiler()}",
+           f"-j{os.cpu_count() or 1}"]
+    if srctree is not None:
+        cmd.append(f"srctree={srctree}")
+    return [*cmd, *targets]
 
 
 def _ccache_stats(env: dict[str, str]) -> dict[str, int]:
@@ -144,17 +173,19 @@ def _first_error(log: Path) -> str:
     return fallback or "see the log"
 
 
-def _run_make(cmd: list[str], env: dict[str, str], log: Path, label: str, expect: int) -> None:
+def _run_make(cmd: list[str], env: dict[str, str], log: Path, label: str, expect: int,
+              keep_fds: tuple[int, ...] = ()) -> None:
+    """Run make, tethered to pvkit (procs); `keep_fds` (the locks) stay held by make and its
+    children, so a lock cannot be released while an orphan could still write the build."""
     ticker = progress.Ticker(5.0)
     count = 0
     with log.open("a") as logf:
         logf.write(f"$ {shlex.join(cmd)}\n")
         logf.flush()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", start_new_session=True)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+        with procs.tethered(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", pass_fds=keep_fds) as child:
+            assert child.proc.stdout is not None
+            for line in child.proc.stdout:
                 logf.write(line)
                 if m := _COMPILE_LINE.match(line):
                     count += 1
@@ -162,11 +193,7 @@ def _run_make(cmd: list[str], env: dict[str, str], log: Path, label: str, expect
                         pct = f" ~{min(99, 100 * count // expect)}%" if expect else ""
                         progress.step(f"build {label}: {count} steps{pct} ({m.group(1)} "
                                       f"{m.group(2)})")
-            rc = proc.wait()
-        except BaseException:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-            raise
+            rc = child.wait()
     if rc != 0:
         raise PvkitError(f"build {label} failed: {_first_error(log)} (full log: {log})")
 
@@ -176,42 +203,68 @@ def _count_steps(log: Path) -> int:
         return sum(1 for line in handle if _COMPILE_LINE.match(line))
 
 
+def _hint(profile: str, tree: str | None, fragments: list[Path] | None, base: str) -> str:
+    """The `pvkit build` command that makes this build."""
+    args = [f"--profile {profile}"] + ([f"--tree {tree}"] if tree else [])
+    args += [f"--fragment {f}" for f in fragments or []]
+    args += [f"--base {base}"] if base != "tinyconfig" else []
+    return "pvkit build " + " ".join(args)
+
+
 def build(profile: str, *, tree: str | None = None, fragments: list[Path] | None = None,
           base: str = "tinyconfig", force: bool = False, build_dir: Path | None = None,
           ) -> Build:
     """Configure and build a profile; returns at once when the content key matches."""
     t0 = time.monotonic()
     src = prepare_source(tree)
-    fingerprint = source_mod.fingerprint(src)
-    resolved = kconfig.resolve(src, profile, fragments, base)
-    dir_key, content_key = keys(src, resolved.sha256, fingerprint)
-    out = build_dir or cache_subdir("build") / f"{profile}-{dir_key[:16]}"
-    with _locked(out):
-        meta_path = out / "metadata.json"
-        meta = read_json(meta_path) if meta_path.exists() else None
-        if (not force and meta and meta.get("content_key") == content_key
-                and all((out / a).exists() for a in ARTIFACTS)):
-            progress.step(f"build {profile}: up to date ({out})")
-            return Build(profile, out, meta)
-        return _do_build(profile, src, resolved, out, dir_key, content_key, fingerprint, t0)
+    # a shared hold on the tree: nobody applies or reverts patches while it is read and built
+    with source_mod.tree_lock(src, exclusive=False) as tree_fd:
+        fingerprint = source_mod.fingerprint(src)
+        resolved = kconfig.resolve(src, profile, fragments, base)
+        dir_key, content_key = keys(src, resolved.sha256, fingerprint)
+        out = build_dir or cache_subdir("build") / f"{profile}-{dir_key[:16]}"
+        with _locked(out) as out_fd:
+            meta_path = out / "metadata.json"
+            meta = read_json(meta_path) if meta_path.exists() else None
+            if (not force and meta and meta.get("content_key") == content_key
+                    and all((out / a).exists() for a in ARTIFACTS)):
+                progress.step(f"build {profile}: up to date ({out})")
+                return Build(profile, out, meta)
+            return _do_build(profile, src, resolved, out, dir_key, content_key, fingerprint,
+                             t0, (tree_fd, out_fd))
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
+def _locked(out: Path) -> Iterator[int]:
     """One make per build directory: another pvkit process building it is waited for (and
     its result then reused), never raced."""
-    lock = out.with_name(out.name + ".lock")
-    with lock.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress.step(f"build: waiting for another pvkit building {out.name}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    def waiting() -> None:
+        progress.step(f"build: waiting for another pvkit building {out.name}")
+
+    with flocked(out.with_name(out.name + ".lock"), on_wait=waiting) as fd:
+        yield fd
+
+
+@contextlib.contextmanager
+def _slot_for(profile: str, src: source_mod.Source) -> Iterator[tuple[Path, int]]:
+    """The profile's slot pointed at `src` for as long as the block runs (see `slot`)."""
+    link = slot(profile)
+
+    def waiting() -> None:
+        progress.step(f"build: waiting for another pvkit building a {profile} kernel")
+
+    with flocked(link.with_name(link.name + ".lock"), on_wait=waiting) as fd:
+        if not link.is_symlink() or Path(os.readlink(link)) != src.root:
+            tmp = link.with_name(f".{link.name}.{os.getpid()}")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(src.root)
+            os.replace(tmp, link)
+        yield link, fd
 
 
 def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, out: Path,
-              dir_key: str, content_key: str, fingerprint: str, t0: float) -> Build:
+              dir_key: str, content_key: str, fingerprint: str, t0: float,
+              locks: tuple[int, ...] = ()) -> Build:
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "metadata.json"
     meta_path.unlink(missing_ok=True)  # a stale record must never vouch for a partial build
@@ -225,13 +278,15 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
     expect = max((m.get("steps", 0) for m in previous if m), default=0)
     before = _ccache_stats(env)
     progress.step(f"build {profile}: make bzImage modules in {out}")
-    cmd = make_command(src, out, "bzImage", "modules")
-    _run_make(cmd, env, log, profile, expect)
     modroot = out / "modroot"
-    shutil.rmtree(modroot, ignore_errors=True)
-    install = make_command(src, out, "modules_install", f"INSTALL_MOD_PATH={modroot}",
-                           "INSTALL_MOD_STRIP=1")
-    _run_make(install, env, log, f"{profile} modules_install", 0)
+    with _slot_for(profile, src) as (srctree, slot_fd):
+        keep = (*locks, slot_fd)
+        cmd = make_command(src, out, "bzImage", "modules", srctree=srctree)
+        _run_make(cmd, env, log, profile, expect, keep)
+        shutil.rmtree(modroot, ignore_errors=True)
+        install = make_command(src, out, "modules_install", f"INSTALL_MOD_PATH={modroot}",
+                               "INSTALL_MOD_STRIP=1", srctree=srctree)
+        _run_make(install, env, log, f"{profile} modules_install", 0, keep)
     after = _ccache_stats(env)
     if kconfig.assignments_of(config.read_text()) != kconfig.assignments_of(resolved.text):
         raise PvkitError(f"build {profile}: make rewrote {config}; kconfiglib and kbuild "
@@ -260,37 +315,60 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
         "artifacts": {a: sha256_file(out / a) for a in ARTIFACTS},
         "modules": modules,
         "log": str(log),
-        "reproducer": reproducer(src, out, env),
+        "reproducer": reproducer(src, out, env, profile),
     }
+    script = out / "reproducer.sh"
+    write_atomic(script, meta["reproducer"])
+    script.chmod(0o755)
     write_json(meta_path, meta)
     progress.step(f"build {profile}: done in {meta['duration_s']} s, {meta['steps']} steps, "
                   f"ccache {meta['ccache']['hits']} hits / {meta['ccache']['misses']} misses")
     return Build(profile, out, meta)
 
 
-def _series_of(src: source_mod.Source) -> str:
-    record = src.root / ".pvkit-series"
-    return record.read_text().strip() if record.exists() else ""
+def _series_of(src: source_mod.Source) -> dict[str, Any]:
+    """The series the tree carried: its id and patch names ({} for none)."""
+    state = patches.applied_id(src)
+    if state is None:
+        return {}
+    return {"id": state, "patches": [p.removesuffix(".j2") for p in
+                                     patches.applied_patches(src)]}
 
 
-def reproducer(src: source_mod.Source, out: Path, env: dict[str, str]) -> str:
-    pinned = " ".join(
-        f"{k}={shlex.quote(env[k])}"
-        for k in ("KBUILD_BUILD_TIMESTAMP", "KBUILD_BUILD_USER", "KBUILD_BUILD_HOST",
-                  "KBUILD_BUILD_VERSION", "CCACHE_BASEDIR", "CCACHE_DIR")
-    )
-    make = shlex.join(make_command(src, out, "bzImage", "modules"))
-    return f"cp {out}/.config <config>; {pinned} PATH=/usr/lib/ccache:$PATH {make}"
+def reproducer(src: source_mod.Source, out: Path, env: dict[str, str], profile: str) -> str:
+    """A shell script that re-runs this build's make exactly (the .config is in place)."""
+    pinned = [f"export {k}={shlex.quote(env[k])}"
+              for k in ("KBUILD_BUILD_TIMESTAMP", "KBUILD_BUILD_USER", "KBUILD_BUILD_HOST",
+                        "KBUILD_BUILD_VERSION", "CCACHE_DIR", "CCACHE_NOHASHDIR", "LC_ALL")]
+    link = slot(profile)
+    make = shlex.join(make_command(src, out, "bzImage", "modules", srctree=link))
+    return "\n".join([
+        "#!/bin/sh",
+        f"# pvkit build {profile}: re-run its make in {out}",
+        "set -e",
+        *pinned,
+        'export PATH="/usr/lib/ccache:$PATH"',
+        "# the compiles name the tree through this slot (one path for every tree: ccache hits)",
+        f"ln -sfn {shlex.quote(str(src.root))} {shlex.quote(str(link))}",
+        make,
+        "",
+    ])
 
 
-def find(profile: str, *, tree: str | None = None) -> Build:
-    """The up-to-date build of a profile, or an error naming the command that makes it."""
-    src = prepare_source(tree)
-    resolved = kconfig.resolve(src, profile)
-    dir_key, content_key = keys(src, resolved.sha256, source_mod.fingerprint(src))
+def find(profile: str, *, tree: str | None = None, fragments: list[Path] | None = None,
+         base: str = "tinyconfig") -> Build:
+    """The up-to-date build of a profile, or an error naming the command that makes it.
+    A lookup only reads: it never applies or reverts the patch series."""
+    src = source_mod.resolve(tree)
+    hint = _hint(profile, tree, fragments, base)
+    with source_mod.tree_lock(src, exclusive=False):
+        if src.managed and not series_current(src):
+            raise PvkitError(f"no up-to-date {profile} kernel build: the patch series in "
+                             f"kernel-patches/ is not the one the source carries; run `{hint}`")
+        resolved = kconfig.resolve(src, profile, fragments, base)
+        dir_key, content_key = keys(src, resolved.sha256, source_mod.fingerprint(src))
     out = cache_dir() / "build" / f"{profile}-{dir_key[:16]}"
     meta = read_json(out / "metadata.json")
     if not meta or meta.get("content_key") != content_key:
-        raise PvkitError(f"no up-to-date {profile} kernel build; run `pvkit build --profile "
-                         f"{profile}`")
+        raise PvkitError(f"no up-to-date {profile} kernel build; run `{hint}`")
     return Build(profile, out, meta)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pvkit import progress
+from pvkit import procs, progress
 from pvkit.errors import PvkitError
 
 
@@ -83,8 +86,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     results = {}
     for profile in args.profile or ["domU", "dom0"]:
-        b = build.build(profile, tree=args.tree, fragments=args.fragment, base=args.base,
-                        force=args.force)
+        b = build.build(profile, **_kernel(args), force=args.force)
         results[profile] = b.metadata | {"dir": str(b.dir)}
     if args.json:
         _print_json(results)
@@ -98,13 +100,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pvkit import build, elf
 
-    target = Path(args.path) if args.path else build.find(args.profile, tree=args.tree).vmlinux
+    target = Path(args.path) if args.path else build.find(args.profile, **_kernel(args)).vmlinux
     if args.diff:
         diff = elf.size_diff(Path(args.diff), target)
         _print_json(diff) if args.json else print(elf.format_diff(diff))
         return 0
     if target.suffix == ".ko":
-        b = build.find(args.profile, tree=args.tree)
+        b = build.find(args.profile, **_kernel(args))
         from pvkit.kconfig import assignments_of
 
         ok, message = elf.check_module(target, b.release, assignments_of(
@@ -120,8 +122,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     from pvkit import build, images
 
-    dom0 = build.find("dom0", tree=args.tree)
-    domu = build.find("domU", tree=args.tree)
+    dom0 = build.find("dom0", **_kernel(args))
+    domu = build.find("domU", **_kernel(args))
     xen, version = images.xen_binary()
     out = {"xen": str(xen), "xen_version": version, "dom0_image": str(images.dom0_image(dom0)),
            "domU_initramfs": str(images.domu_initramfs(domu, ("iperf3",)))}
@@ -129,20 +131,24 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_options(args: argparse.Namespace, build_missing: bool) -> Any:
+def _run_options(args: argparse.Namespace, build_missing: bool, name: str) -> Any:
     from pvkit.run import Options
 
+    out = Path(args.out) / Path(name).stem if args.out else None
     return Options(accel=args.accel, icount=args.icount, tree=args.tree,
-                   build_missing=build_missing, out=Path(args.out) if args.out else None)
+                   fragments=tuple(args.fragment), base=args.base,
+                   build_missing=build_missing, out=out)
 
 
 def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bool) -> int:
-    from pvkit import report, run
+    from pvkit import report, run, scenarios
 
+    for name in names:  # every name is checked before anything is built or booted
+        scenarios.find(name)
     results = []
     for name in names:
         try:
-            result = run.run(name, _run_options(args, build_missing))
+            result = run.run(name, _run_options(args, build_missing, name))
         except PvkitError as exc:
             result = {"scenario": name, "status": "ERROR", "reason": str(exc), "stages": [],
                       "wall_s": 0.0, "dir": ""}
@@ -231,7 +237,11 @@ def cmd_drivers(args: argparse.Namespace) -> int:
         for name in names:
             out = Path(args.intree_patch) if args.intree_patch != "-" and len(names) == 1 \
                 else cache_subdir("patches", "rendered") / f"{name}-in-tree.patch"
-            write_atomic(out, intree.render(name, read))
+            try:
+                write_atomic(out, intree.render(name, read))
+            except OSError as exc:
+                why = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+                raise PvkitError(f"--intree-patch {out}: cannot write it ({why})") from exc
             print(out)
         return 0
     if args.checkpatch:
@@ -240,7 +250,7 @@ def cmd_drivers(args: argparse.Namespace) -> int:
         print("\n".join(problems) if problems else
               f"checkpatch --strict: clean ({', '.join(names)})")
         return 1 if problems else 0
-    kernels = {p: build.find(p, tree=args.tree) for p in args.profile or ["dom0", "domU"]}
+    kernels = {p: build.find(p, **_kernel(args)) for p in args.profile or ["dom0", "domU"]}
     builds = drivers.build_all(names, kernels)
     rows = [{"driver": b.name, "profile": b.profile, "kernel": b.metadata["kernel"]["release"],
              "modules": {m: str(path) for m, path in b.modules.items()},
@@ -338,13 +348,28 @@ def _add_tree(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
 
 
-def _add_boot_options(p: argparse.ArgumentParser) -> None:
+def _add_kernel(p: argparse.ArgumentParser) -> None:
+    """The options that pick a kernel build: the same on every verb that builds or uses one."""
     _add_tree(p)
+    p.add_argument("--fragment", action="append", type=Path, default=[],
+                   help="extra Kconfig fragment (CONFIG_X=y lines); later fragments win over "
+                   "the profile's values")
+    p.add_argument("--base", default="tinyconfig",
+                   help="tinyconfig (default), defconfig, allnoconfig or a .config file")
+
+
+def _kernel(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tree": args.tree, "fragments": list(args.fragment), "base": args.base}
+
+
+def _add_boot_options(p: argparse.ArgumentParser) -> None:
+    _add_kernel(p)
     p.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
                    help="auto: KVM only if a probe boot of the kernel works, else TCG")
     p.add_argument("--icount", action="store_true",
                    help="deterministic guest time (QEMU -icount shift=0,sleep=off; TCG)")
-    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--out", help="results directory: DIR/<scenario>/ per scenario (default: in "
+                   "the cache)")
     p.add_argument("--json", action="store_true")
 
 
@@ -370,13 +395,9 @@ def parser() -> argparse.ArgumentParser:
     for name, func, helptext in (("config", cmd_config, "resolve a profile's .config"),
                                  ("build", cmd_build, "build kernels (cached)")):
         p = sub.add_parser(name, help=helptext)
-        _add_tree(p)
+        _add_kernel(p)
         p.add_argument("--profile", choices=("dom0", "domU"), required=name == "config",
                        action="append" if name == "build" else "store")
-        p.add_argument("--fragment", action="append", type=Path, default=[],
-                       help="extra Kconfig fragment (CONFIG_X=y lines)")
-        p.add_argument("--base", default="tinyconfig",
-                       help="tinyconfig (default), defconfig, allnoconfig or a .config file")
         p.add_argument("--json", action="store_true")
         if name == "config":
             p.add_argument("-o", "--output", help="write the .config here")
@@ -385,7 +406,7 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("inspect", help="ELF checks: Xen notes, paravirt sites, sizes, vermagic")
-    _add_tree(p)
+    _add_kernel(p)
     p.add_argument("path", nargs="?", help="vmlinux or .ko (default: the profile's vmlinux)")
     p.add_argument("--profile", choices=("dom0", "domU"), default="domU")
     p.add_argument("--diff", metavar="OTHER", help="size diff of OTHER (old) against the target")
@@ -403,7 +424,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drivers", help="build drivers/ (Kbuild, M=) against the built kernels, "
                        "or --checkpatch them")
     p.add_argument("name", nargs="*", help="drivers/<name> (default: all)")
-    _add_tree(p)
+    _add_kernel(p)
     p.add_argument("--profile", choices=("dom0", "domU"), action="append")
     p.add_argument("--checkpatch", action="store_true",
                    help="run the kernel's scripts/checkpatch.pl --strict on the sources")
@@ -418,7 +439,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")
-    _add_tree(p)
+    _add_kernel(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_images)
 
@@ -513,13 +534,36 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one error boundary: a PvkitError (or an OS error naming a file) is one line on
+    stderr and status 2; SIGINT, SIGTERM and SIGHUP end pvkit with its children killed."""
     args = parser().parse_args(argv)
     progress.set_quiet(args.quiet)
+    if threading.current_thread() is threading.main_thread():
+        procs.install_signal_handlers()
     try:
         return int(args.func(args))
     except PvkitError as exc:
-        print(f"pvkit: error: {exc}", file=sys.stderr)
+        print(f"pvkit: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pvkit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # stdout closed early (e.g. `pvkit inspect | head`): not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except procs.Interrupted as exc:
+        print(f"pvkit: interrupted ({exc.args[0]}); stopped what was running",
+              file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("pvkit: interrupted", file=sys.stderr)
+        print("pvkit: interrupted; stopped what was running", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str) -> str:
+    """Errors are one line, except where the message itself is a list (kconfig's
+    explanations), which stays as it is."""
+    return message if message.startswith("requested config did not hold:") else \
+        " ".join(message.split("\n"))

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pvkit import build as build_mod
-from pvkit import elf, progress
+from pvkit import elf, kconfig, procs, progress
 from pvkit.errors import PvkitError
 from pvkit.kconfig import assignments_of
-from pvkit.paths import DRIVERS_DIR, cache_subdir
+from pvkit.paths import DRIVERS_DIR, cache_subdir, require
 from pvkit.util import read_json, replace_dir, sha256_file, sha256_text, write_json
 
 RECIPE_VERSION = "1"
@@ -42,7 +42,8 @@ class DriverBuild:
 
 
 def available(directory: Path = DRIVERS_DIR) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if (p / "Kbuild").is_file())
+    return sorted(p.name for p in require(directory, "the driver sources (drivers/)").iterdir()
+                  if (p / "Kbuild").is_file())
 
 
 def source_dir(name: str, directory: Path = DRIVERS_DIR) -> Path:
@@ -75,8 +76,11 @@ def key(src: Path, kernel: build_mod.Build) -> str:
 
 
 def _make(kernel: build_mod.Build, moddir: Path) -> list[str]:
-    return ["make", "-C", str(kernel.dir), f"M={moddir}", "W=1", f"-j{os.cpu_count() or 1}",
-            "modules"]
+    """make for an external module against a kernel build: through the kernel's own source
+    tree (not the build directory's Makefile, which names the tree by its build slot)."""
+    tree = kernel.metadata["inputs"]["source"]["root"]
+    return ["make", "-C", tree, f"O={kernel.dir}", "ARCH=x86_64", f"CC={kconfig.compiler()}",
+            f"M={moddir}", "W=1", f"-j{os.cpu_count() or 1}", "modules"]
 
 
 def build(name: str, kernel: build_mod.Build, *, directory: Path = DRIVERS_DIR) -> DriverBuild:
@@ -110,8 +114,7 @@ def _build_in(name: str, src: Path, kernel: build_mod.Build, out: Path,
                   f"({kernel.release})")
     cmd = _make(kernel, out)
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                          env={**os.environ, "LC_ALL": "C"})
+    proc = procs.run(cmd, text=True, errors="replace", env={**os.environ, "LC_ALL": "C"})
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
     if proc.returncode != 0:

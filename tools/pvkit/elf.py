@@ -118,17 +118,21 @@ def _align(n: int, to: int) -> int:
 
 
 def _iter_notes(data: bytes, endian: str, align: int) -> Iterator[tuple[str, int, bytes]]:
-    """(name, raw type, desc) of each note in a note section/segment body."""
+    """(name, raw type, desc) of each note in a note section/segment body. The name and the
+    descriptor each start at an `align`-aligned offset (4, or 8 for 8-aligned note sections
+    such as .note.gnu.property): the offset is aligned, not the size."""
     off = 0
     while off + 12 <= len(data):
         namesz, descsz, ntype = struct.unpack_from(endian + "III", data, off)
         off += 12
+        if off + namesz > len(data):
+            raise ValueError(f"note name of type {ntype} runs past the end")
         name = data[off:off + namesz].split(b"\0", 1)[0].decode("ascii", "replace")
-        off += _align(namesz, align)
+        off = _align(off + namesz, align)
         if off + descsz > len(data):
             raise ValueError(f"note '{name}' type {ntype} runs past the end")
         yield name, ntype, data[off:off + descsz]
-        off += _align(descsz, align)
+        off = _align(off + descsz, align)
 
 
 def _note_blobs(elf: ELFFile) -> Iterator[tuple[bytes, int]]:

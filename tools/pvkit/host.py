@@ -30,6 +30,7 @@ TOOLS: dict[str, str] = {
     "depmod": "kmod",
     "mmdebstrap": "mmdebstrap",
     "rsync": "rsync",
+    "patch": "patch",  # applies the paravirt_ops series (patches.py)
 }
 HEADERS: dict[str, str] = {
     "/usr/include/libelf.h": "libelf-dev",

@@ -24,7 +24,7 @@ from pathlib import Path
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from pvkit import debs, progress
+from pvkit import debs, procs, progress
 from pvkit.build import Build
 from pvkit.errors import PvkitError
 from pvkit.paths import GUEST_DIR, cache_subdir
@@ -79,7 +79,7 @@ def rootfs() -> Path:
                *[f"--dpkgopt=path-exclude={e}" for e in _EXCLUDES], SUITE, str(tar)]
         if SOURCES.exists():
             cmd.append(str(SOURCES))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = procs.run(cmd, text=True)
         if proc.returncode != 0:
             raise PvkitError(f"mmdebstrap failed: {_last_line(proc.stderr)}")
         subprocess.run(["tar", "-xf", str(tar), "-C", str(tmp)], check=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import kconfiglib
 
+from pvkit import progress
 from pvkit.errors import PvkitError
 from pvkit.paths import PROFILES_DIR, cache_subdir
 from pvkit.source import Source
@@ -54,9 +55,14 @@ class Assignment:
         return f"{self.file}:{self.line}"
 
 
+def compiler() -> str:
+    """The C compiler of kernel builds: $PVKIT_CC, else gcc (Kconfig and make get the same)."""
+    return os.environ.get("PVKIT_CC", "gcc")
+
+
 def compiler_env() -> dict[str, str]:
     """CC/LD and the version text kbuild would export (it must match make's exactly)."""
-    cc = os.environ.get("PVKIT_CC", "gcc")
+    cc = compiler()
     try:
         text = subprocess.run(
             [cc, "--version"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}
@@ -113,6 +119,9 @@ def parse_fragment(path: Path) -> list[Assignment]:
         text = path.read_text()
     except OSError as exc:
         raise PvkitError(f"fragment {path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise PvkitError(f"fragment {path}: not a text file (byte {exc.start} is not UTF-8); "
+                         "a fragment holds CONFIG_NAME=value lines") from exc
     out: list[Assignment] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -147,6 +156,26 @@ def profile_fragments(profile: str, src: Source | None = None) -> list[Path]:
     return out
 
 
+def overlay(base: list[Assignment], over: list[Assignment]) -> tuple[list[Assignment], list[str]]:
+    """`over` (the user's fragments) on top of `base` (a profile's): a later value wins, as
+    with merge_config.sh; returns the assignments and one notice per overridden value."""
+    by_name = {a.name: a for a in base}
+    notices = []
+    for a in over:
+        prev = by_name.get(a.name)
+        if prev is not None and prev.value != a.value:
+            notices.append(f"CONFIG_{a.name}={_shown(a.value)} ({a.where}) overrides "
+                           f"CONFIG_{a.name}={_shown(prev.value)} ({prev.where})")
+        by_name[a.name] = a
+    order = [a.name for a in base] + [a.name for a in over if a.name not in
+                                      {b.name for b in base}]
+    return [by_name[n] for n in order], notices
+
+
+def _shown(value: str) -> str:
+    return value if value else '""'
+
+
 def merge_fragments(paths: list[Path]) -> list[Assignment]:
     """All assignments in order; one symbol set differently in two places is an error."""
     seen: dict[str, Assignment] = {}
@@ -178,11 +207,31 @@ def _apply_base(kconf: KernelKconfig, src: Source, base: str) -> None:
     elif base == "defconfig":
         kconf.load_config(str(src.root / "arch/x86/configs/x86_64_defconfig"))
     else:
-        path = Path(base)
-        if not path.is_file():
-            raise PvkitError(f"--base {base}: not {', '.join(BASES)} and no such file")
-        kconf.load_config(str(path))
+        path = check_base_file(base)
+        try:
+            kconf.load_config(str(path))
+        except (kconfiglib.KconfigError, OSError, UnicodeDecodeError) as exc:
+            raise PvkitError(f"--base {base}: kconfiglib cannot read it "
+                             f"({first_line(str(exc))})") from exc
     kconf.warn = True
+
+
+def check_base_file(base: str) -> Path:
+    """A --base that is a file must be a kernel .config (text with CONFIG_ lines)."""
+    path = Path(base)
+    if not path.is_file():
+        raise PvkitError(f"--base {base}: not {', '.join(BASES)} and no such file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise PvkitError(f"--base {base}: not a text file, so not a kernel .config; give "
+                         f"{', '.join(BASES)} or a .config") from exc
+    except OSError as exc:
+        raise PvkitError(f"--base {base}: cannot read ({exc.strerror})") from exc
+    if not assignments_of(text):
+        raise PvkitError(f"--base {base}: no CONFIG_ lines, so not a kernel .config; give "
+                         f"{', '.join(BASES)} or a .config")
+    return path
 
 
 def _closest(kconf: KernelKconfig, name: str) -> str:
@@ -213,6 +262,8 @@ def _set(kconf: KernelKconfig, a: Assignment) -> None:
 
 
 def _sym_value(sym: kconfiglib.Symbol) -> str:
+    if sym.orig_type == kconfiglib.STRING:
+        return str(sym.str_value)  # "" is a value (CONFIG_SYSTEM_TRUSTED_KEYS="")
     return sym.str_value if sym.str_value else "n"
 
 
@@ -306,9 +357,14 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
             base: str = "tinyconfig", kconf: KernelKconfig | None = None) -> Resolved:
     """Resolve base + the profile's fragments + extra ones; every requested symbol must end
     at its requested value."""
-    fragments = profile_fragments(profile, src) if profile else []
-    fragments += [Path(p) for p in extra_fragments or []]
-    assignments = merge_fragments(fragments)
+    own = profile_fragments(profile, src) if profile else []
+    user = [Path(p) for p in extra_fragments or []]
+    fragments = own + user
+    if base not in BASES:
+        check_base_file(base)
+    assignments, notices = overlay(merge_fragments(own), merge_fragments(user))
+    for notice in notices:
+        progress.notice(notice)
     memo = _memo_path(src, base, fragments) if kconf is None else None
     if memo is not None and memo.exists():  # same tree, base and fragments: same answer
         text = memo.read_text()

@@ -18,7 +18,8 @@ _RESULT = re.compile(
 )
 _DIAG = re.compile(r"^\s*# ?(?P<text>.*)$")
 _METRIC = re.compile(
-    r"^metric: (?P<name>[\w.:/-]+) (?P<value>-?[\d.]+(?:e[-+]?\d+)?) ?(?P<unit>\S*)$")
+    r"^metric: (?P<name>[\w.:/-]+) (?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?: (?P<unit>\S+))?$")
 
 
 @dataclass
@@ -85,8 +86,9 @@ def parse(source: str, lines: list[str]) -> Document | None:
                         reason=(m.group("reason") or "").strip())
             for text in pending:
                 if mm := _METRIC.match(text):
-                    case.metrics[mm.group("name")] = (float(mm.group("value")), mm.group("unit"))
-                else:
+                    case.metrics[mm.group("name")] = (float(mm.group("value")),
+                                                      mm.group("unit") or "")
+                else:  # a malformed metric line stays a diagnostic
                     case.diagnostics.append(text)
             pending = []
             expected = len(doc.cases) + 1

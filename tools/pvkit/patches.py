@@ -26,9 +26,9 @@ import jinja2
 
 from pvkit import progress
 from pvkit.errors import PvkitError
-from pvkit.paths import PATCHES_DIR, cache_subdir
-from pvkit.source import Source
-from pvkit.util import sha256_text, write_atomic
+from pvkit.paths import PATCHES_DIR, cache_subdir, require
+from pvkit.source import Source, tree_lock
+from pvkit.util import first_line, sha256_text, write_atomic
 
 STATE = ".pvkit-series"
 
@@ -60,9 +60,10 @@ class Patch:
 
 
 def read_series(directory: Path = PATCHES_DIR) -> list[Entry]:
-    series = directory / "series"
+    series = require(directory, "the patch series (kernel-patches/)") / "series"
     if not series.exists():
-        return []
+        raise PvkitError(f"{series}: missing; a patch series directory holds a quilt "
+                         "`series` file (one patch per line; empty for no patches)")
     entries: list[Entry] = []
     for number, raw in enumerate(series.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -128,6 +129,15 @@ def series_id(patches: list[Patch]) -> str:
     return sha256_text(*(f"{p.name}\n{p.text}" for p in patches))
 
 
+def subject(text: str) -> str:
+    """The commit subject `git am` makes of a patch: its Subject without the [PATCH] tag."""
+    m = re.search(r"^Subject: (.*(?:\n[ \t].*)*)", text, re.M)
+    if not m:
+        return ""
+    line = " ".join(part.strip() for part in m.group(1).splitlines())
+    return re.sub(r"^(?:\[[^]]*\]\s*)+", "", line).strip()
+
+
 def touched_files(text: str, strip: int) -> list[str]:
     files: list[str] = []
     for line in text.splitlines():
@@ -143,7 +153,19 @@ def touched_files(text: str, strip: int) -> list[str]:
 
 def _state(src: Source) -> dict[str, Any] | None:
     path = _state_path(src)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PvkitError(f"{path}: pvkit's record of the applied series is corrupt ({exc}); "
+                         "check the tree by hand, then remove the file") from exc
+    if not isinstance(state, dict) or "patches" not in state:
+        raise PvkitError(f"{path}: not a record of a pvkit series; check the tree by hand, then "
+                         "remove the file")
+    # records written before the `complete` flag existed were written only after success
+    state.setdefault("complete", True)
+    return state
 
 
 def _state_path(src: Source) -> Path:
@@ -192,10 +214,33 @@ def _scratch_apply(src: Source, patches: list[Patch], scratch: Path) -> list[str
     return touched
 
 
+def state_of(src: Source) -> str:
+    """'none', 'applied' or 'half-applied' (an apply interrupted while writing the tree)."""
+    state = _state(src)
+    if state is None:
+        return "none"
+    return "applied" if state.get("complete") else "half-applied"
+
+
+def applied_patches(src: Source) -> list[str]:
+    """The patch names of the series completely applied to the tree ([] if none)."""
+    state = _state(src)
+    return list(state.get("patches", [])) if state and state.get("complete") else []
+
+
+def applied_id(src: Source) -> str | None:
+    """The id of the series completely applied to the tree, if any (read-only)."""
+    state = _state(src)
+    return state.get("id") if state and state.get("complete") else None
+
+
 def check(src: Source, directory: Path = PATCHES_DIR) -> list[dict[str, str]]:
-    """Dry run of the series against the tree: which patches would apply."""
+    """Dry run of the series against the tree: which patches would apply (read-only)."""
     patches = materialize(src, directory)
     state = _state(src)
+    if state and not state.get("complete"):
+        return [{"patch": "series", "status": "fails: half-applied (an apply was "
+                 "interrupted); `pvkit patch apply` or `pvkit patch revert` restores the tree"}]
     if state and state.get("id") == series_id(patches):
         return [{"patch": p.name, "status": "applied"} for p in patches]
     out = []
@@ -210,6 +255,12 @@ def check(src: Source, directory: Path = PATCHES_DIR) -> list[dict[str, str]]:
 
 def apply(src: Source, directory: Path = PATCHES_DIR) -> str:
     """Apply the whole series or nothing; a series already applied is a no-op."""
+    with tree_lock(src, exclusive=True):
+        return _apply_locked(src, directory)
+
+
+def _apply_locked(src: Source, directory: Path) -> str:
+    recover(src)
     patches = materialize(src, directory)
     ident = series_id(patches)
     state = _state(src)
@@ -218,10 +269,10 @@ def apply(src: Source, directory: Path = PATCHES_DIR) -> str:
         return "already applied"
     if state and src.managed:
         progress.step("the series changed: reverting the old one first")
-        revert(src)
+        _revert_locked(src)
     elif state:
-        raise PvkitError(f"{src.root} carries another pvkit series; run `pvkit patch revert` "
-                         "first")
+        raise PvkitError(f"{src.root} carries another pvkit series; run `pvkit patch revert "
+                         f"--tree {src.root}` first")
     if not patches:
         return "empty series"
     if (src.root / ".git").is_dir():
@@ -238,79 +289,198 @@ def apply(src: Source, directory: Path = PATCHES_DIR) -> str:
                 shutil.copy2(src.root / rel, backup / rel)
             else:
                 missing.append(rel)
-        write_atomic(_state_path(src), json.dumps(
-            {"id": ident, "patches": [p.name for p in patches], "touched": touched,
-             "created": missing, "backup": str(backup), "complete": False}))
-        for rel in touched:
-            result = scratch / rel
-            if result.exists():
-                (src.root / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(result, src.root / rel)
-            else:
-                (src.root / rel).unlink(missing_ok=True)
-    state = _state(src) or {}
+        state = {"id": ident, "patches": [p.name for p in patches], "touched": touched,
+                 "created": missing, "backup": str(backup), "complete": False}
+        # the record says "incomplete" while the tree is being written: an interruption here
+        # (even SIGKILL) is found by the next apply, check or revert and rolled back
+        _write_state(src, state)
+        try:
+            for rel in touched:
+                result = scratch / rel
+                if result.exists():
+                    (src.root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(result, src.root / rel)
+                else:
+                    (src.root / rel).unlink(missing_ok=True)
+        except BaseException:
+            _restore_files(src, state)
+            raise
     state["complete"] = True
-    write_atomic(_state_path(src), json.dumps(state))
+    _write_state(src, state)
     progress.step(f"applied {len(patches)} patches to {src.root}")
     return f"applied {len(patches)} patches"
 
 
+def _write_state(src: Source, state: dict[str, Any]) -> None:
+    write_atomic(_state_path(src), json.dumps(state))
+
+
+def _restore_files(src: Source, state: dict[str, Any]) -> None:
+    """Put back the pristine copies of every file the series touched; drop the record."""
+    backup = Path(state["backup"])
+    lost = [rel for rel in state["touched"]
+            if rel not in state["created"] and not (backup / rel).is_file()]
+    if lost:
+        hint = ("delete the extracted source in the pvkit cache and re-run to extract it "
+                "again" if src.managed else "restore those files yourself (e.g. from your VCS)")
+        raise PvkitError(f"{src.root}: the backup of {lost[0]} (and {len(lost) - 1} more) is "
+                         f"missing from {backup}, so the tree cannot be restored; {hint}")
+    for rel in state["touched"]:
+        if rel in state["created"]:
+            (src.root / rel).unlink(missing_ok=True)
+        else:
+            (src.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(backup / rel, src.root / rel)
+    _state_path(src).unlink(missing_ok=True)
+
+
+def recover(src: Source) -> bool:
+    """Roll back a half-applied series (an apply interrupted while it wrote the tree);
+    True if there was one."""
+    state = _state(src)
+    if state is None or state.get("complete"):
+        return False
+    progress.notice(f"{src.root}: a pvkit patch apply was interrupted; restoring the tree")
+    if "git_base" in state:
+        _recover_git(src, state)
+    else:
+        _restore_files(src, state)
+    return True
+
+
 def revert(src: Source) -> str:
+    with tree_lock(src, exclusive=True):
+        if recover(src):
+            return "restored the tree from a half-applied series"
+        return _revert_locked(src)
+
+
+def _revert_locked(src: Source) -> str:
     state = _state(src)
     if not state:
         return "nothing applied"
     if state.get("git_base"):
-        proc = subprocess.run(["git", "-C", str(src.root), "reset", "--keep",
-                               state["git_base"]], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise PvkitError(f"git reset --keep {state['git_base'][:12]} failed: "
-                             f"{proc.stderr.strip()}; your changes are untouched")
+        _revert_git(src, state)
     else:
-        backup = Path(state["backup"])
-        for rel in state["touched"]:
-            if rel in state["created"]:
-                (src.root / rel).unlink(missing_ok=True)
-            elif (backup / rel).exists():
-                shutil.copy2(backup / rel, src.root / rel)
-    _state_path(src).unlink()
+        _restore_files(src, state)
+    _state_path(src).unlink(missing_ok=True)
     return f"reverted {len(state['patches'])} patches"
 
 
+def _git(src: Source, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(src.root), *args], capture_output=True, text=True)
+
+
+def _rev(src: Source, rev: str) -> str:
+    return _git(src, "rev-parse", "--verify", "--quiet", rev).stdout.strip()
+
+
+def _is_ancestor(src: Source, a: str, b: str) -> bool:
+    return _git(src, "merge-base", "--is-ancestor", a, b).returncode == 0
+
+
+def _revert_git(src: Source, state: dict[str, Any]) -> None:
+    base = state["git_base"]
+    series_head = state.get("git_head") or ""
+    head = _rev(src, "HEAD")
+    if not series_head:  # a record from before git_head was kept: count the commits instead
+        count = _git(src, "rev-list", "--count", f"{base}..HEAD").stdout.strip()
+        series_head = head if count == str(len(state["patches"])) else ""
+    if not series_head or not _is_ancestor(src, series_head, head):
+        _state_path(src).unlink(missing_ok=True)
+        raise PvkitError(f"{src.root}: the pvkit series is no longer in the history of HEAD "
+                         "(rebased or reset?); nothing was reverted and the record of it is "
+                         "dropped")
+    if head != series_head:
+        extra = _git(src, "rev-list", "--count", f"{series_head}..{head}").stdout.strip()
+        raise PvkitError(
+            f"{src.root}: {extra} commit(s) of yours sit on top of the pvkit series; revert "
+            f"would drop them, so nothing was changed. Move them off it first: `git -C "
+            f"{src.root} rebase --onto {base[:12]} {series_head[:12]}` drops the series and "
+            "keeps your commits")
+    proc = _git(src, "reset", "--keep", base)
+    if proc.returncode != 0:
+        raise PvkitError(f"git reset --keep {base[:12]} failed: {first_line(proc.stderr)}; "
+                         "your changes are untouched")
+
+
+def _recover_git(src: Source, state: dict[str, Any]) -> None:
+    base = state["git_base"]
+    git_dir = Path(_git(src, "rev-parse", "--absolute-git-dir").stdout.strip())
+    if (git_dir / "rebase-apply").exists():
+        _git(src, "am", "--abort")
+    head = _rev(src, "HEAD")
+    if head != base:
+        made = _git(src, "log", "--reverse", "--format=%s", f"{base}..HEAD").stdout.splitlines()
+        if not _is_ancestor(src, base, head) or made != state["subjects"][:len(made)]:
+            raise PvkitError(f"{src.root}: an interrupted pvkit apply left HEAD at {head[:12]}, "
+                             f"not at {base[:12]}, with commits pvkit did not make; check "
+                             "`git log` and reset it yourself, then remove "
+                             f"{_state_path(src)}")
+        proc = _git(src, "reset", "--keep", base)
+        if proc.returncode != 0:
+            raise PvkitError(f"git reset --keep {base[:12]} failed: {first_line(proc.stderr)}")
+    _state_path(src).unlink(missing_ok=True)
+
+
+def _git_identity(src: Source) -> list[str]:
+    """`-c user.name=... -c user.email=...` when the tree's git has no identity (git am
+    records a committer; without one it stops)."""
+    have = {k: _git(src, "config", k).stdout.strip() for k in ("user.name", "user.email")}
+    return [opt for k, v in have.items() if not v
+            for opt in ("-c", f"{k}={'pvkit' if k == 'user.name' else 'pvkit@localhost'}")]
+
+
 def _apply_git(src: Source, patches: list[Patch], ident: str) -> str:
-    git = ["git", "-C", str(src.root)]
     touched = [f for p in patches for f in touched_files(p.text, p.entry.strip)]
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", *touched],
-                           capture_output=True, text=True).stdout
+    dirty = _git(src, "status", "--porcelain", "--", *touched).stdout
     if dirty.strip():
         first = dirty.splitlines()[0][3:]
         raise PvkitError(f"{src.root}: uncommitted changes in {first}, which the series "
                          "patches; commit or stash them first")
-    base = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+    git_dir = Path(_git(src, "rev-parse", "--absolute-git-dir").stdout.strip())
+    if (git_dir / "rebase-apply").exists():
+        raise PvkitError(f"{src.root}: a `git am` or `git rebase` is in progress; finish it or "
+                         "abort it (`git am --abort`) first")
+    base = _rev(src, "HEAD")
+    if not base:
+        raise PvkitError(f"{src.root}: the git repository has no commit yet; commit the tree "
+                         "first")
+    state: dict[str, Any] = {"id": ident, "patches": [p.name for p in patches],
+                             "subjects": [subject(p.text) for p in patches],
+                             "git_base": base, "complete": False}
+    _write_state(src, state)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, p in enumerate(patches):
             path = Path(tmp) / f"{i:04d}-{p.name}"
             path.write_text(p.text)
             files.append(str(path))
-        proc = subprocess.run([*git, "am", "--3way", "--keep-cr", *files],
-                              capture_output=True, text=True)
+        try:
+            proc = subprocess.run(["git", *_git_identity(src), "-C", str(src.root), "am",
+                                   "--3way", "--keep-cr", *files], capture_output=True,
+                                  text=True)
+        except BaseException:
+            _recover_git(src, state)
+            raise
         if proc.returncode != 0:
-            subprocess.run([*git, "am", "--abort"], capture_output=True)
+            _recover_git(src, state)
             failed = re.search(r"Patch failed at \d+ (.*)", proc.stdout + proc.stderr)
             where = re.search(r"error: patch failed: (\S+)", proc.stdout + proc.stderr)
+            why = "" if failed or where else f" ({first_line(proc.stderr or proc.stdout)})"
             raise PvkitError(
                 f"git am failed at '{failed.group(1) if failed else '?'}'"
-                f"{' in ' + where.group(1) if where else ''}; the tree is back at "
+                f"{' in ' + where.group(1) if where else ''}{why}; the tree is back at "
                 f"{base[:12]}")
-    write_atomic(_state_path(src), json.dumps({"id": ident, "patches": [p.name for p in patches],
-                                               "git_base": base}))
+    state.update(git_head=_rev(src, "HEAD"), complete=True)
+    _write_state(src, state)
     return f"applied {len(patches)} patches with git am"
 
 
-def status(src: Source) -> list[dict[str, str]]:
+def status(src: Source, directory: Path = PATCHES_DIR) -> list[dict[str, str]]:
     state = _state(src) or {}
     applied = set(state.get("patches", []))
+    done = "applied" if state.get("complete") else "half-applied"
     return [{"patch": e.name.removesuffix(".j2"), "kind": "template" if e.template
-             else "static", "status": "applied" if e.name.removesuffix(".j2") in applied
-             else "not applied"} for e in read_series()]
+             else "static", "status": done if e.name.removesuffix(".j2") in applied
+             else "not applied"} for e in read_series(directory)]

@@ -1,16 +1,14 @@
 """QEMU: machine settings as data, command lines, and a supervised run over the console.
 
-QEMU runs in its own process group; every exit path (success, failure, timeout, Ctrl-C,
-SIGTERM) kills that group, so no QEMU outlives pvkit.
+QEMU runs tethered to pvkit (`procs`): every exit path (success, failure, timeout, Ctrl-C,
+SIGTERM, SIGHUP, even SIGKILL of pvkit) kills its process group, so no QEMU outlives pvkit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -18,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pvkit import progress
+from pvkit import procs, progress
 from pvkit.console import Monitor, Verdict, format_line
 from pvkit.paths import cache_dir
-from pvkit.util import read_json, sha256_file, write_json
+from pvkit.util import flocked, read_json, sha256_file, write_json
 
 QEMU = "qemu-system-x86_64"
 
@@ -116,96 +114,82 @@ class RunResult:
     monitor: Monitor
 
 
-def run(cmd: Command, monitor: Monitor, log_path: Path,
-        on_stage: Callable[[str, float], None] | None = None, grace_s: float = 3.0) -> RunResult:
-    """Run QEMU, feeding its console to the monitor, until done, failure or timeout."""
-    t0 = time.monotonic()
+def _lines_of(child: procs.Child) -> queue.Queue[str | None]:
+    """The child's output lines, read by a thread into a queue; None marks the end."""
     lines: queue.Queue[str | None] = queue.Queue()
-    proc = subprocess.Popen(cmd.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
 
     def reader() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
+        assert child.proc.stdout is not None
+        for raw in child.proc.stdout:
             lines.put(raw.decode("utf-8", errors="replace"))
         lines.put(None)
 
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_term)
-    eof = False
-    end_by: float | None = None
-    try:
-        with log_path.open("w") as log:
-            while True:
-                now = time.monotonic() - t0
-                try:
-                    item = lines.get(timeout=0.5)
-                except queue.Empty:
-                    item = ""
-                if item is None:
-                    eof = True
-                elif item:
-                    reached = monitor.feed(now, item)
-                    log.write(format_line(now, monitor.lines[-1][1]) + "\n")
-                    log.flush()
-                    if reached and on_stage:
-                        on_stage(reached, now)
-                monitor.tick(now)
-                if monitor.finished and end_by is None:
-                    # keep reading a moment: the lines after a panic or the end marker matter
-                    end_by = now + grace_s
-                if eof or (end_by is not None and now >= end_by):
-                    break
-    finally:
-        _kill(proc)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
-    return RunResult(monitor.failure, proc.returncode, time.monotonic() - t0, monitor)
+    threading.Thread(target=reader, daemon=True).start()
+    return lines
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def run(cmd: Command, monitor: Monitor, log_path: Path,
+        on_stage: Callable[[str, float], None] | None = None, grace_s: float = 3.0) -> RunResult:
+    """Run QEMU, feeding its console to the monitor, until done, failure or timeout.
+
+    QEMU is tethered to pvkit (procs): whatever ends this function or pvkit itself (a
+    failure, Ctrl-C, SIGTERM, SIGHUP, SIGKILL), QEMU's process group is killed."""
+    t0 = time.monotonic()
+    with procs.tethered(cmd.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT) as child, log_path.open("w") as log:
+        lines = _lines_of(child)
+        end_by: float | None = None
+        while True:
+            now = time.monotonic() - t0
+            try:
+                item = lines.get(timeout=0.5)
+            except queue.Empty:
+                item = ""
+            if item is None:
+                break
+            if item:
+                reached = monitor.feed(now, item)
+                log.write(format_line(now, monitor.lines[-1][1]) + "\n")
+                log.flush()
+                if reached and on_stage:
+                    on_stage(reached, now)
+            monitor.tick(now)
+            if monitor.finished and end_by is None:
+                # keep reading a moment: the lines after a panic or the end marker matter
+                end_by = now + grace_s
+            if end_by is not None and now >= end_by:
+                break
+        returncode = child.reap()
+    return RunResult(monitor.failure, returncode, time.monotonic() - t0, monitor)
 
 
 def probe_kvm(kernel: Path, timeout_s: float = 15.0) -> bool:
     """Does a stock kernel get going under KVM here? (A PVM-backed /dev/kvm hangs it.)
 
-    The answer is cached per kernel image, since the probe costs up to `timeout_s`.
+    The answer is cached per kernel image, since the probe costs up to `timeout_s`; the record
+    is read and updated under a lock, so concurrent runs neither probe twice nor lose answers.
     """
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
     record = cache_dir() / "kvm-probe.json"
-    known = read_json(record) or {}
     key = sha256_file(kernel)
-    if key in known:
-        return bool(known[key])
+    with flocked(record.with_name(record.name + ".lock")):
+        known = read_json(record) or {}
+        if key in known:
+            return bool(known[key])
+        ok = _probe(kernel, timeout_s)
+        write_json(record, {**known, key: ok})
+    return ok
+
+
+def _probe(kernel: Path, timeout_s: float) -> bool:
     progress.step(f"probing KVM with a {timeout_s:.0f} s boot of {kernel.name}")
     machine = Machine(memory_mb=256, smp=1, accel="kvm")
     cmd = [QEMU, *machine.args(), "-kernel", str(kernel),
            "-append", "console=ttyS0 earlyprintk=serial panic=-1"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    ok = False
-    try:
-        lines: queue.Queue[bytes | None] = queue.Queue()
-
-        def reader() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                lines.put(raw)
-            lines.put(None)
-
-        threading.Thread(target=reader, daemon=True).start()
+    with procs.tethered(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT) as child:
+        lines = _lines_of(child)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -214,14 +198,9 @@ def probe_kvm(kernel: Path, timeout_s: float = 15.0) -> bool:
                 continue
             if raw is None:
                 break
-            if b"Linux version" in raw or b"Kernel panic" in raw:
-                ok = True  # the kernel ran far enough to print: KVM works for it
-                break
-    finally:
-        _kill(proc)
-    known[key] = ok
-    write_json(record, known)
-    return ok
+            if "Linux version" in raw or "Kernel panic" in raw:
+                return True  # the kernel ran far enough to print: KVM works for it
+    return False
 
 
 def choose_accel(requested: str, kernel: Path) -> str:

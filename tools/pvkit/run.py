@@ -33,6 +33,8 @@ class Options:
     accel: str = "tcg"  # tcg / kvm / auto
     icount: bool = False
     tree: str | None = None
+    fragments: tuple[Path, ...] = ()  # user Kconfig fragments on top of the profiles
+    base: str = "tinyconfig"
     build_missing: bool = True
     out: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # exported to guest tests (env.sh)
@@ -42,7 +44,8 @@ class Options:
 
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
     get = build_mod.build if opts.build_missing else build_mod.find
-    return {p: get(p, tree=opts.tree) for p in scenarios.profiles(scn)}
+    return {p: get(p, tree=opts.tree, fragments=list(opts.fragments), base=opts.base)
+            for p in scenarios.profiles(scn)}
 
 
 def qemu_version() -> str:

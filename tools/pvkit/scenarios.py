@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pvkit.errors import PvkitError
-from pvkit.paths import SCENARIOS_DIR
+from pvkit.paths import SCENARIOS_DIR, require
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
             "tools", "drivers", "native"}
@@ -65,99 +65,183 @@ class Scenario:
         return [t for t in self.tests if t.where == where and (when is None or t.when == when)]
 
 
-def _line_of(text: str, key: str) -> int:
-    for number, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"^\s*(?:\[+)?\s*{re.escape(key)}\s*[=\]]", line):
-            return number
-    return 1
+class _Where:
+    """Line numbers of the keys of a TOML text, by table: "" (top level), "domU",
+    "test[2]" (the third [[test]]), so an error blames the key where it is, not the first
+    key of that name in the file."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.keys: dict[tuple[str, str], int] = {}
+        self.tables: dict[str, int] = {}
+        counters: dict[str, int] = {}
+        table = ""
+        quote = ""
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if quote:  # inside a multi-line string: no keys here
+                if line.count(quote) % 2:
+                    quote = ""
+                continue
+            if m := re.match(r"^\[\[\s*([\w.-]+)\s*\]\]", line):
+                counters[m.group(1)] = counters.get(m.group(1), -1) + 1
+                table = f"{m.group(1)}[{counters[m.group(1)]}]"
+                self.tables[table] = number
+            elif m := re.match(r"^\[\s*([\w.-]+)\s*\]", line):
+                table = m.group(1)
+                self.tables[table] = number
+            elif m := re.match(r'^([\w-]+|"[^"]*")\s*=(.*)$', line):
+                self.keys.setdefault((table, m.group(1).strip('"')), number)
+                rest = m.group(2)
+                for q in ("\'\'\'", '"""'):
+                    if rest.count(q) % 2:
+                        quote = q
+
+    def line(self, table: str, key: str | None = None) -> int:
+        if key is not None and (table, key) in self.keys:
+            return self.keys[(table, key)]
+        return self.tables.get(table, 1)
+
+    def fail(self, table: str, key: str | None, msg: str) -> PvkitError:
+        return PvkitError(f"{self.path}:{self.line(table, key)}: {msg}")
 
 
-def _check_keys(path: Path, text: str, table: dict[str, Any], allowed: set[str],
-                where: str) -> None:
-    for key in table:
+def _label(table: str) -> str:
+    if not table:
+        return "the scenario"
+    name, _, index = table.partition("[")
+    return f"[[{name}]] #{int(index.rstrip(']')) + 1}" if index else f"[{name}]"
+
+
+def _check_keys(where: _Where, table: str, data: dict[str, Any], allowed: set[str]) -> None:
+    for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PvkitError(f"{path}:{_line_of(text, key)}: unknown key '{key}' in {where}{hint}")
+            raise where.fail(table, key, f"unknown key '{key}' in {_label(table)}{hint}")
 
 
-def _want(path: Path, text: str, table: dict[str, Any], key: str, kind: type,
-          default: Any = None) -> Any:
-    if key not in table:
+_KINDS = {str: "a string", int: "an integer", list: "an array", dict: "a table"}
+
+
+def _want(where: _Where, table: str, data: dict[str, Any], key: str, kind: type,
+          default: Any = None, item: type | None = None) -> Any:
+    """data[key], checked to be a `kind` (and, for arrays, every element an `item`)."""
+    if key not in data:
         if default is None:
-            raise PvkitError(f"{path}: missing required key '{key}'")
+            raise where.fail(table, None, f"missing required key '{key}' in {_label(table)}")
         return default
-    value = table[key]
+    value = data[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PvkitError(f"{path}:{_line_of(text, key)}: '{key}' must be a {kind.__name__}")
+        raise where.fail(table, key, f"'{key}' must be {_KINDS[kind]}")
+    if item is not None:
+        for i, element in enumerate(value):
+            if not isinstance(element, item) or isinstance(element, bool):
+                raise where.fail(table, key, f"'{key}' must be an array of "
+                                 f"{_KINDS[item].split(' ', 1)[1]}s; element {i + 1} is "
+                                 f"{element!r}")
     return value
 
 
+def _regexes(where: _Where, patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise where.fail("", "allow", f"'allow' pattern {pattern!r} is not a regular "
+                             f"expression ({exc})") from exc
+    return patterns
+
+
+def _drivers(where: _Where, names: list[str]) -> list[str]:
+    from pvkit.drivers import available as known_drivers
+
+    known = known_drivers()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise where.fail("", "drivers", f"no driver '{name}' in drivers/: {hint}known: "
+                             f"{', '.join(known) or 'none'}")
+    return names
+
+
 def load(path: Path) -> Scenario:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise PvkitError(f"{path}: not a text file (not UTF-8), so not a scenario") from exc
+    except OSError as exc:
+        raise PvkitError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PvkitError(f"{path}: {exc}") from exc
-    _check_keys(path, text, data, TOP_KEYS, "the scenario")
-    boot = _want(path, text, data, "boot", str, "xen")
+    w = _Where(path, text)
+    _check_keys(w, "", data, TOP_KEYS)
+    boot = _want(w, "", data, "boot", str, "xen")
     if boot not in BOOTS:
-        raise PvkitError(f"{path}:{_line_of(text, 'boot')}: boot must be one of {BOOTS}")
-    domu = _want(path, text, data, "domU", dict, {})
-    _check_keys(path, text, domu, DOMU_KEYS, "[domU]")
-    xen = _want(path, text, data, "xen", dict, {})
-    _check_keys(path, text, xen, XEN_KEYS, "[xen]")
-    native = _want(path, text, data, "native", dict, {})
-    _check_keys(path, text, native, NATIVE_KEYS, "[native]")
-    native_kernel = _want(path, text, native, "kernel", str, "domU")
+        raise w.fail("", "boot", f"boot must be one of {BOOTS}")
+    domu = _want(w, "", data, "domU", dict, {})
+    _check_keys(w, "domU", domu, DOMU_KEYS)
+    xen = _want(w, "", data, "xen", dict, {})
+    _check_keys(w, "xen", xen, XEN_KEYS)
+    native = _want(w, "", data, "native", dict, {})
+    _check_keys(w, "native", native, NATIVE_KEYS)
+    native_kernel = _want(w, "native", native, "kernel", str, "domU")
     if native_kernel not in ("domU", "dom0"):
-        raise PvkitError(f"{path}:{_line_of(text, 'kernel')}: [native] kernel must be "
-                         "'domU' or 'dom0'")
+        raise w.fail("native", "kernel", "[native] kernel must be 'domU' or 'dom0'")
     tests: list[Test] = []
     names: set[str] = set()
-    for raw in _want(path, text, data, "test", list, []):
-        _check_keys(path, text, raw, TEST_KEYS, "[[test]]")
-        name = _want(path, text, raw, "name", str)
+    for index, raw in enumerate(_want(w, "", data, "test", list, [], item=dict)):
+        table = f"test[{index}]"
+        _check_keys(w, table, raw, TEST_KEYS)
+        name = _want(w, table, raw, "name", str)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise PvkitError(f"{path}:{_line_of(text, 'name')}: test name '{name}' must be "
-                             "letters, digits, '_', '.', '-'")
+            raise w.fail(table, "name", f"test name '{name}' must be letters, digits, '_', "
+                         "'.', '-'")
         if name in names:
-            raise PvkitError(f"{path}: test name '{name}' used twice")
+            raise w.fail(table, "name", f"test name '{name}' used twice")
         names.add(name)
-        where = _want(path, text, raw, "where", str, "domU")
-        when = _want(path, text, raw, "when", str, "after" if where == "dom0" else "during")
-        if where not in WHERES or when not in WHENS:
-            raise PvkitError(f"{path}: test '{name}': where must be {WHERES}, when {WHENS}")
+        where = _want(w, table, raw, "where", str, "domU")
+        when = _want(w, table, raw, "when", str, "after" if where == "dom0" else "during")
+        if where not in WHERES:
+            raise w.fail(table, "where", f"test '{name}': where must be one of {WHERES}")
+        if when not in WHENS:
+            raise w.fail(table, "when", f"test '{name}': when must be one of {WHENS}")
         if boot == "native" and where == "dom0":
-            raise PvkitError(f"{path}: test '{name}': a native scenario has no dom0")
-        tests.append(Test(name, where, when, _want(path, text, raw, "timeout", int, 60),
-                          _want(path, text, raw, "run", str)))
+            raise w.fail(table, "where", f"test '{name}': a native scenario has no dom0")
+        timeout = _want(w, table, raw, "timeout", int, 60)
+        if timeout <= 0:
+            raise w.fail(table, "timeout", f"test '{name}': timeout must be positive")
+        tests.append(Test(name, where, when, timeout, _want(w, table, raw, "run", str)))
     return Scenario(
         name=path.stem,
         path=path,
-        description=_want(path, text, data, "description", str, ""),
+        description=_want(w, "", data, "description", str, ""),
         boot=boot,
-        timeout=_want(path, text, data, "timeout", int, 300),
-        stall=_want(path, text, data, "stall", int, 90),
-        allow=_want(path, text, data, "allow", list, []),
+        timeout=_want(w, "", data, "timeout", int, 300),
+        stall=_want(w, "", data, "stall", int, 90),
+        allow=_regexes(w, _want(w, "", data, "allow", list, [], item=str)),
         tests=tests,
-        domu_memory=_want(path, text, domu, "memory", int, 256),
-        domu_vcpus=_want(path, text, domu, "vcpus", int, 1),
-        domu_config=_want(path, text, domu, "config", list, []),
-        domu_cmdline=_want(path, text, domu, "cmdline", str, ""),
-        domu_setup=_want(path, text, domu, "setup", str, ""),
-        xen_cmdline=_want(path, text, xen, "cmdline", str, ""),
-        dom0_cmdline=_want(path, text, xen, "dom0_cmdline", str, ""),
-        needs=_want(path, text, data, "needs", list, []),
-        tools=_want(path, text, data, "tools", list, []),
-        drivers=_want(path, text, data, "drivers", list, []),
+        domu_memory=_want(w, "domU", domu, "memory", int, 256),
+        domu_vcpus=_want(w, "domU", domu, "vcpus", int, 1),
+        domu_config=_want(w, "domU", domu, "config", list, [], item=str),
+        domu_cmdline=_want(w, "domU", domu, "cmdline", str, ""),
+        domu_setup=_want(w, "domU", domu, "setup", str, ""),
+        xen_cmdline=_want(w, "xen", xen, "cmdline", str, ""),
+        dom0_cmdline=_want(w, "xen", xen, "dom0_cmdline", str, ""),
+        needs=_want(w, "", data, "needs", list, [], item=str),
+        tools=_want(w, "", data, "tools", list, [], item=str),
+        drivers=_drivers(w, _want(w, "", data, "drivers", list, [], item=str)),
         native_kernel=native_kernel,
-        native_scratch_mb=_want(path, text, native, "scratch_mb", int, 0),
+        native_scratch_mb=_want(w, "native", native, "scratch_mb", int, 0),
     )
 
 
 def available(directory: Path = SCENARIOS_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.toml"))
+    return sorted(p.stem for p in require(directory, "the scenarios (qemu-tests/)")
+                  .glob("*.toml"))
 
 
 def find(name: str, directory: Path = SCENARIOS_DIR) -> Scenario:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pvkit import debs, progress
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_subdir
-from pvkit.util import replace_dir, sha256_text
+from pvkit.util import flocked, replace_dir, sha256_text
 
 DEFAULT_PACKAGE = "linux-source-6.1"
 
@@ -27,6 +29,20 @@ class Source:
 
     def to_json(self) -> dict[str, object]:
         return {"root": str(self.root), "version": self.version, "origin": self.origin}
+
+
+@contextlib.contextmanager
+def tree_lock(src: Source, *, exclusive: bool) -> Iterator[int]:
+    """The one lock of a kernel tree: exclusive to change it (patch apply/revert), shared to
+    read it (builds hold it while make runs). Yields the lock's descriptor."""
+    name = sha256_text(str(src.root))[:16]
+
+    def waiting() -> None:
+        progress.step(f"waiting for another pvkit using {src.root}")
+
+    with flocked(cache_subdir("locks") / f"tree-{name}.lock", exclusive=exclusive,
+                 on_wait=waiting) as fd:
+        yield fd
 
 
 def kernel_version(root: Path) -> str:

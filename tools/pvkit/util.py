@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,24 @@ def first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else ""
 
+
+
+@contextlib.contextmanager
+def flocked(path: Path, *, exclusive: bool = True,
+            on_wait: Callable[[], None] | None = None) -> Iterator[int]:
+    """Hold an flock on `path` (created if missing) for the block; yields the descriptor, which
+    a child may inherit to keep the lock held as long as it lives. `on_wait` is called once if
+    another process holds the lock and this one has to wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)

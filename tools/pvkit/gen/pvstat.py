@@ -291,21 +291,27 @@ static inline void pvstat_install(void) { }
 def context(src: Source, read: Callable[[str], str] | None = None) -> dict[str, Any]:
     """Everything the patch template needs, computed from the target tree (read through
     `read`, which gives the pristine content of files an applied series changed)."""
-    read = read or (lambda rel: (src.root / rel).read_text())
-    try:
-        header_text = read(HEADER)
-    except FileNotFoundError as exc:
-        raise PvkitError(f"{src.root}: no {HEADER}; pvstat needs an x86 tree with "
-                         "PARAVIRT") from exc
-    parsed = parse(header_text)
+    reader = read or (lambda rel: (src.root / rel).read_text())
+
+    def need(rel: str) -> str:
+        try:
+            return reader(rel)
+        except FileNotFoundError as exc:
+            raise PvkitError(f"{src.root}: no {rel}, which the pvstat patch reads or changes; "
+                             "pvstat needs a complete x86 Linux tree with PARAVIRT") from exc
+        except UnicodeDecodeError as exc:
+            raise PvkitError(f"{src.root}/{rel}: not UTF-8 text; is this a Linux tree?") \
+                from exc
+
+    parsed = parse(need(HEADER))
     wrapped, skipped = classify(parsed)
-    hook = read(HOOK_FILE)
+    hook = need(HOOK_FILE)
     hooked = _insert(hook, HOOK_FILE, r"^\s*paravirt_set_cap\(\);", "\tpvstat_install();\n",
                      before=True)
     hooked = _insert(hooked, HOOK_FILE, r"^#include <asm/paravirt.h>", "#include <asm/pvstat.h>\n",
                      before=False)
-    kconfig = read(KCONFIG_FILE)
-    makefile = read(MAKEFILE)
+    kconfig = need(KCONFIG_FILE)
+    makefile = need(MAKEFILE)
     diffs = [
         _diff(KCONFIG_FILE, kconfig, _insert(kconfig, KCONFIG_FILE, r"^config PARAVIRT_DEBUG\b",
                                              KCONFIG, before=True)),
