@@ -15,10 +15,11 @@ GOLDEN = Path(__file__).parent / "data" / "console"
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
-    """Two CI cells: a pass and a dom0 panic, each in its own directory."""
+    """Two CI cells as the pipelines lay them out (`pvkit boot --out out/runs/<cell>`): a pass
+    and a dom0 panic."""
     out = tmp_path / "runs"
-    run.parse(GOLDEN / "xen-smoke-pass.log", "smoke", out / "smoke-debian-icount")
-    run.parse(GOLDEN / "xen-dom0-panic.log", "smoke", out / "smoke-mine-icount")
+    run.parse(GOLDEN / "xen-smoke-pass.log", "smoke", out / "smoke-debian-icount" / "smoke")
+    run.parse(GOLDEN / "xen-dom0-panic.log", "smoke", out / "smoke-mine-icount" / "smoke")
     return out
 
 

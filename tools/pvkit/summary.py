@@ -44,9 +44,13 @@ def stage(result: dict[str, Any]) -> str:
 
 
 def run_name(result: dict[str, Any]) -> str:
-    """The scenario, with the run directory's name when that says more (a CI cell id)."""
-    name = Path(result.get("dir") or "").name
-    return name if name and name.startswith(result["scenario"]) else result["scenario"]
+    """The scenario, or the CI cell it ran in when its directory names one
+    (`out/runs/<cell>/<scenario>/`, a cell id starting with the scenario's name)."""
+    where = Path(result.get("dir") or "")
+    for name in (where.parent.name, where.name):
+        if name.startswith(f"{result['scenario']}-"):
+            return name
+    return str(result["scenario"])
 
 
 def failed_cases(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
