@@ -142,6 +142,7 @@ class Monitor:
 
 END_MARK = "#pvkit-end "  # the end record pvkit appends to a console log after a run
 _TIMESTAMPED = re.compile(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
+_SUBTEST = re.compile(r"^(?:\[domU\] )?# Subtest: (?P<name>[\w.-]+)\.(?:dom0|domU)\s*$")
 
 
 @dataclass
@@ -162,8 +163,6 @@ class ConsoleLog:
                 return m.group("name")
         return None
 
-
-_SUBTEST = re.compile(r"^(?:\[domU\] )?# Subtest: (?P<name>[\w.-]+)\.(?:dom0|domU)\s*$")
 
 
 def parse_timestamped(text: str) -> list[tuple[float, str]]:
