@@ -172,3 +172,13 @@ def test_pvbench_compiles_through_a_private_temporary(monkeypatch: pytest.Monkey
     assert bench.compile_pvbench() == first and first.is_file()
     assert len(set(outputs)) == 2 and not any(o.endswith(".tmp") for o in outputs)
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary left
+
+
+def test_pvkit_cc_reaches_kconfig_and_make(monkeypatch: pytest.MonkeyPatch,
+                                          fake_src: source.Source) -> None:
+    monkeypatch.setenv("PVKIT_CC", "gcc-12")
+    assert kconfig.compiler_env()["CC"] == "gcc-12"
+    cmd = build.make_command(fake_src, Path("/o"), "bzImage")
+    assert "CC=gcc-12" in cmd and cmd[-1] == "bzImage"
+    monkeypatch.delenv("PVKIT_CC")
+    assert "CC=gcc" in build.make_command(fake_src, Path("/o"), "bzImage")

@@ -442,3 +442,29 @@ def test_real_kernel_builds() -> None:
         for ko in sorted(build.glob("modroot/lib/modules/*/kernel/**/*.ko")):
             ok, msg = elf.check_module(ko, release, config, randstruct_hash=hashed)
             assert ok, msg
+
+
+def _note(name: bytes, ntype: int, desc: bytes, align: int) -> bytes:
+    def pad(b: bytes) -> bytes:
+        return b + b"\0" * (-len(b) % align)
+
+    head = struct.pack("<III", len(name), len(desc), ntype)
+    # the name starts at offset 12 and the descriptor at the next `align` boundary
+    return pad(head + name) + pad(desc)
+
+
+def test_eight_byte_aligned_notes() -> None:
+    """In an 8-aligned note section (.note.gnu.property) the descriptor starts at the next
+    8-byte offset after the name: 12 + namesz rounded up, not namesz rounded up."""
+    blob = _note(b"GNU\0", 5, struct.pack("<IIII", 0xC0000002, 4, 3, 0), 8)
+    blob += _note(b"Xen\0", 6, b"linux\0", 8)
+    notes = list(elf._iter_notes(blob, "<", 8))
+    assert notes == [("GNU", 5, struct.pack("<IIII", 0xC0000002, 4, 3, 0)),
+                     ("Xen", 6, b"linux\0")]
+
+
+def test_inspect_a_real_host_binary() -> None:
+    """/bin/ls (Debian 12) carries an 8-aligned .note.gnu.property: it is no Xen kernel, and
+    its notes are not malformed."""
+    report = elf.inspect_kernel(Path("/bin/ls"))
+    assert report["xen_notes"] == {}

@@ -283,10 +283,16 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
         keep = (*locks, slot_fd)
         cmd = make_command(src, out, "bzImage", "modules", srctree=srctree)
         _run_make(cmd, env, log, profile, expect, keep)
-        shutil.rmtree(modroot, ignore_errors=True)
-        install = make_command(src, out, "modules_install", f"INSTALL_MOD_PATH={modroot}",
-                               "INSTALL_MOD_STRIP=1", srctree=srctree)
-        _run_make(install, env, log, f"{profile} modules_install", 0, keep)
+        built = _built_modules(out)
+        stamp = modroot / ".pvkit-installed"
+        if not stamp.is_file() or stamp.read_text() != built:
+            # a kernel edit that leaves every module as it was skips this second make
+            shutil.rmtree(modroot, ignore_errors=True)
+            install = make_command(src, out, "modules_install", f"INSTALL_MOD_PATH={modroot}",
+                                   "INSTALL_MOD_STRIP=1", srctree=srctree)
+            _run_make(install, env, log, f"{profile} modules_install", 0, keep)
+            write_atomic(stamp, built)
+    _unslot(out, src, profile)
     after = _ccache_stats(env)
     if kconfig.assignments_of(config.read_text()) != kconfig.assignments_of(resolved.text):
         raise PvkitError(f"build {profile}: make rewrote {config}; kconfiglib and kbuild "
@@ -314,6 +320,9 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
         "ccache": _ccache_delta(before, after),
         "artifacts": {a: sha256_file(out / a) for a in ARTIFACTS},
         "modules": modules,
+        # what the images and driver builds depend on: they are re-made only when it changes
+        "modules_sha256": tree_digest(modroot),
+        "module_abi": module_abi(src, out),
         "log": str(log),
         "reproducer": reproducer(src, out, env, profile),
     }
@@ -324,6 +333,69 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
     progress.step(f"build {profile}: done in {meta['duration_s']} s, {meta['steps']} steps, "
                   f"ccache {meta['ccache']['hits']} hits / {meta['ccache']['misses']} misses")
     return Build(profile, out, meta)
+
+
+def _unslot(out: Path, src: source_mod.Source, profile: str) -> None:
+    """Point the build directory's own Makefile and `source` link (which kbuild wrote with
+    the slot's path) at the real tree, so `make -C <build dir>` works on its own, whatever
+    tree the slot points at later."""
+    makefile = out / "Makefile"
+    if makefile.is_file():
+        link = str(slot(profile))
+        text = makefile.read_text()
+        if link in text:
+            write_atomic(makefile, text.replace(link, str(src.root)))
+    source_link = out / "source"
+    if source_link.is_symlink() and Path(os.readlink(source_link)) != src.root:
+        tmp = out / ".source.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(src.root)
+        os.replace(tmp, source_link)
+
+
+def _built_modules(out: Path) -> str:
+    """The modules make left in the build directory: names, sizes and times (modules.order)."""
+    order = out / "modules.order"
+    names = order.read_text().split() if order.is_file() else []
+    parts = [order.read_text() if order.is_file() else ""]
+    for name in names:
+        ko = out / name.removesuffix(".o")
+        ko = ko.with_suffix(".ko")
+        st = ko.stat() if ko.exists() else None
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}" if st else f"{name}:missing")
+    return sha256_text(*parts)
+
+
+def tree_digest(root: Path) -> str:
+    """The content of a directory tree (paths and file contents; stamps excluded)."""
+    if not root.is_dir():
+        return sha256_text("empty")
+    parts = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith(".pvkit-"):
+            parts.append(f"{path.relative_to(root)}:{sha256_file(path)}")
+        elif path.is_symlink():
+            parts.append(f"{path.relative_to(root)}->{os.readlink(path)}")
+    return sha256_text(*parts)
+
+
+def module_abi(src: source_mod.Source, out: Path) -> str:
+    """What an out-of-tree module build against this kernel sees: the exported symbols, the
+    configuration, the release, the generated headers and the tree's headers (their sizes and
+    times). An edit of a kernel .c file leaves it unchanged, so driver builds are reused."""
+    parts = [(out / "include/config/kernel.release").read_text()]
+    for rel in ("Module.symvers", ".config", "include/generated/autoconf.h",
+                "include/generated/utsrelease.h"):
+        path = out / rel
+        parts.append(f"{rel}:{sha256_file(path) if path.is_file() else 'missing'}")
+    for top in (src.root / "include", src.root / "arch/x86/include",
+                out / "arch/x86/include/generated"):
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for name in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, name))
+                parts.append(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    return sha256_text(*parts)
 
 
 def _series_of(src: source_mod.Source) -> dict[str, Any]:

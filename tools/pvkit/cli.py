@@ -153,9 +153,12 @@ def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bo
             result = {"scenario": name, "status": "ERROR", "reason": str(exc), "stages": [],
                       "wall_s": 0.0, "dir": ""}
         results.append(result)
-        print(report.scenario_line(result), flush=True)
+        # with --json, stdout is the JSON document alone: the lines go to stderr
+        out = sys.stderr if args.json else sys.stdout
+        print(report.scenario_line(result), file=out, flush=True)
         if result["status"] == "FAIL" and result.get("boot", {}).get("tail"):
-            print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]))
+            print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]),
+                  file=out)
     if args.json:
         _print_json(results)
     else:
@@ -168,10 +171,21 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pvkit import scenarios
+    from pvkit import scenarios, watch
 
     names = args.scenario or scenarios.available()
-    return _scenario_runs(args, names, build_missing=True)
+    rc = _scenario_runs(args, names, build_missing=True)
+    if not args.watch:
+        return rc
+    paths = watch.inputs(args.tree, args.fragment, args.base)
+    while True:  # until Ctrl-C (the error boundary reports it)
+        progress.notice(f"watching {len(paths)} places for changes (Ctrl-C to stop)")
+        files = watch.wait_for_change(paths)
+        progress.notice(f"changed: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}")
+        try:
+            _scenario_runs(args, names, build_missing=True)
+        except PvkitError as exc:  # a broken edit: report it and keep watching
+            print(f"pvkit: error: {exc}", file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -528,6 +542,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")
+    p.add_argument("--watch", action="store_true",
+                   help="then run them again on every change of the tree (--tree), drivers, "
+                   "scenarios, guest scripts, profiles or fragments")
     _add_boot_options(p)
     p.set_defaults(func=cmd_run)
     return ap

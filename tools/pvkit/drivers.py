@@ -71,8 +71,11 @@ def module_names(kbuild: str) -> list[str]:
 
 
 def key(src: Path, kernel: build_mod.Build) -> str:
+    """The driver's sources and what its build sees of the kernel (the module ABI: a kernel
+    edit that changes no header, export or option keeps the driver build)."""
     parts = [f"{p.name}:{sha256_file(p)}" for p in sources(src)]
-    return sha256_text(RECIPE_VERSION, str(kernel.metadata["content_key"]), *parts)
+    abi = kernel.metadata.get("module_abi") or kernel.metadata["content_key"]
+    return sha256_text(RECIPE_VERSION, str(abi), *parts)
 
 
 def _make(kernel: build_mod.Build, moddir: Path) -> list[str]:

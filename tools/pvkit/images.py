@@ -107,12 +107,18 @@ def _install_modules(build: Build, root: Path) -> None:
         subprocess.run(["depmod", "-b", str(root), release], check=True)
 
 
+def _modules_key(build: Build) -> str:
+    """What an image takes from a kernel build: its modules (the kernel itself is not in the
+    image), so a kernel edit that changes no module re-uses the image."""
+    return str(build.metadata.get("modules_sha256") or build.metadata["content_key"])
+
+
 def dom0_image(build: Build, extra_modules: tuple[str, ...] = ()) -> Path:
     """The dom0 root filesystem as an ext4 image, for a given dom0 kernel build."""
     base = rootfs()
     guest = [GUEST_DIR / "dom0-init.sh", GUEST_DIR / "lib.sh"]
     modules = DOM0_MODULES + extra_modules
-    key = sha256_text(base.name, build.metadata["content_key"], *modules,
+    key = sha256_text(base.name, _modules_key(build), *modules,
                       *(sha256_file(p) for p in guest))[:16]
     final = cache_subdir("images") / f"dom0-{key}.ext4"
     if final.exists():
@@ -197,7 +203,7 @@ def domu_initramfs(build: Build, needs: tuple[str, ...] = ()) -> Path:
     busybox = debs.fetch("busybox-static")
     base = rootfs() if needs else None
     guest = [GUEST_DIR / "domU-init.sh", GUEST_DIR / "lib.sh"]
-    key = sha256_text(busybox.version, build.metadata["content_key"], *needs,
+    key = sha256_text(busybox.version, _modules_key(build), *needs,
                       base.name if base else "", *(sha256_file(p) for p in guest))[:16]
     final = cache_subdir("images") / f"domU-{key}.cpio.gz"
     if final.exists():

@@ -129,7 +129,8 @@ def _lines_of(child: procs.Child) -> queue.Queue[str | None]:
 
 
 def run(cmd: Command, monitor: Monitor, log_path: Path,
-        on_stage: Callable[[str, float], None] | None = None, grace_s: float = 3.0) -> RunResult:
+        on_stage: Callable[[str, float], None] | None = None, grace_s: float = 3.0,
+        done_grace_s: float = 0.3) -> RunResult:
     """Run QEMU, feeding its console to the monitor, until done, failure or timeout.
 
     QEMU is tethered to pvkit (procs): whatever ends this function or pvkit itself (a
@@ -155,8 +156,9 @@ def run(cmd: Command, monitor: Monitor, log_path: Path,
                     on_stage(reached, now)
             monitor.tick(now)
             if monitor.finished and end_by is None:
-                # keep reading a moment: the lines after a panic or the end marker matter
-                end_by = now + grace_s
+                # keep reading a moment: the lines after a panic matter (a backtrace); after
+                # the end marker only the shutdown is left, which nobody waits for
+                end_by = now + (grace_s if monitor.failure else done_grace_s)
             if end_by is not None and now >= end_by:
                 break
         returncode = child.reap()

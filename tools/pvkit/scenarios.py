@@ -20,7 +20,8 @@ from pvkit.paths import SCENARIOS_DIR, require
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
             "tools", "drivers", "native"}
 NATIVE_KEYS = {"kernel", "scratch_mb"}
-DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup"}
+DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup", "type"}
+DOMU_TYPES = ("pv", "pvh", "hvm")
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
 BOOTS = ("xen", "native")
@@ -50,6 +51,7 @@ class Scenario:
     tests: list[Test]
     domu_memory: int = 256
     domu_vcpus: int = 1
+    domu_type: str = "pv"  # [domU] type: pv, pvh (direct kernel boot) or hvm
     domu_config: list[str] = field(default_factory=list)
     domu_cmdline: str = ""
     domu_setup: str = ""
@@ -153,6 +155,12 @@ def _regexes(where: _Where, patterns: list[str]) -> list[str]:
     return patterns
 
 
+def _domu_type(where: _Where, kind: str) -> str:
+    if kind not in DOMU_TYPES:
+        raise where.fail("domU", "type", f"[domU] type must be one of {DOMU_TYPES}")
+    return kind
+
+
 def _drivers(where: _Where, names: list[str]) -> list[str]:
     from pvkit.drivers import available as known_drivers
 
@@ -224,6 +232,7 @@ def load(path: Path) -> Scenario:
         stall=_want(w, "", data, "stall", int, 90),
         allow=_regexes(w, _want(w, "", data, "allow", list, [], item=str)),
         tests=tests,
+        domu_type=_domu_type(w, _want(w, "domU", domu, "type", str, "pv")),
         domu_memory=_want(w, "domU", domu, "memory", int, 256),
         domu_vcpus=_want(w, "domU", domu, "vcpus", int, 1),
         domu_config=_want(w, "domU", domu, "config", list, [], item=str),
@@ -279,7 +288,7 @@ def render_domu(scn: Scenario) -> dict[str, str]:
 def domu_xl_config(scn: Scenario) -> str:
     lines = [
         f'name = "{DOMU_NAME}"',
-        'type = "pv"',
+        f'type = "{scn.domu_type}"',
         'kernel = "/pvkit/domU/vmlinux"',
         'ramdisk = "/pvkit/domU/initrd"',
         f'extra = "console=hvc0 panic=-1 {scn.domu_cmdline}"',
