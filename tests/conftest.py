@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = DATA / "console"
 sys.path.insert(0, str(ROOT / "tools"))
 
 
@@ -61,3 +63,22 @@ def linux_tree() -> Path:
     from pvkit import source
 
     return source.from_debian().root
+
+
+def fake_qemu(tmp_path: Path, lines: list[str], tail: str = "") -> Any:
+    """A stand-in QEMU: prints the lines of a recorded console, then runs `tail`."""
+    body = tmp_path / "console.txt"
+    body.write_text("".join(f"{line}\n" for line in lines))
+    script = tmp_path / "fake-qemu"
+    script.write_text(f"#!/bin/sh\ncat {body}\n{tail}\n")
+    script.chmod(0o755)
+    from pvkit import qemu
+
+    return qemu.Command([str(script), "-accel", "tcg"])
+
+
+def golden(name: str) -> list[str]:
+    """The console lines of a golden log, without their timestamps."""
+    from pvkit.console import parse_timestamped
+
+    return [line for _, line in parse_timestamped((GOLDEN / name).read_text())]

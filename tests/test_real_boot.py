@@ -5,6 +5,7 @@ These tests build what is missing (warm ccache makes that quick) and boot for re
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,7 +25,16 @@ def kernels() -> None:
 
 
 def boot(name: str, out: Path) -> dict:
-    return run.run(name, run.Options(accel="tcg", out=out))
+    result = run.run(name, run.Options(accel="tcg", out=out))
+    # `pvkit parse` of the run's console log gives the very same results and JUnit
+    parsed = run.parse(out / "console.log", name, out / "parsed")
+    for file in ("results.json", "junit.xml"):
+        live, again = ((d / file).read_text() for d in (out, out / "parsed"))
+        if file == "results.json":
+            live, again = (json.loads(t) | {"dir": ""} for t in (live, again))
+        assert live == again, file
+    assert parsed["status"] == result["status"]
+    return result
 
 
 def explain(result: dict) -> str:

@@ -8,26 +8,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import fake_qemu, golden
 
 from pvkit import images, junit, ktap, qemu, run, scenarios
 from pvkit.console import Monitor, parse_timestamped
 from pvkit.errors import PvkitError
-
-GOLDEN = Path(__file__).parent / "data" / "console"
-
-
-def fake_qemu(tmp_path: Path, lines: list[str], tail: str = "") -> qemu.Command:
-    """A stand-in QEMU: prints the lines of a recorded console, then runs `tail`."""
-    body = tmp_path / "console.txt"
-    body.write_text("".join(f"{line}\n" for line in lines))
-    script = tmp_path / "fake-qemu"
-    script.write_text(f"#!/bin/sh\ncat {body}\n{tail}\n")
-    script.chmod(0o755)
-    return qemu.Command([str(script), "-accel", "tcg"])
-
-
-def golden(name: str) -> list[str]:
-    return [line for _, line in parse_timestamped((GOLDEN / name).read_text())]
 
 
 def scenario(name: str) -> scenarios.Scenario:
@@ -78,7 +63,7 @@ def test_qemu_exiting_early_is_a_failure(tmp_path: Path) -> None:
     result = qemu.run(cmd, Monitor(mode="native", stall_s=20, timeout_s=60),
                       tmp_path / "console.log")
     assert result.returncode == 3
-    status, reason = run.verdict(scenario("native"), result, {})
+    status, reason = run.verdict(scenario("native"), result.monitor, result.returncode, {})
     assert status == "FAIL"
     assert reason == ("QEMU exited (status 3) before the scenario finished (last stage "
                       "'kernel')")
@@ -89,8 +74,7 @@ def _verdict_of(lines: list[str], scn: str = "smoke") -> tuple[str, str]:
     for i, line in enumerate(lines):
         monitor.feed(float(i), line)
     monitor.feed(len(lines), "PVKIT-DONE")
-    result = qemu.RunResult(monitor.failure, 0, 1.0, monitor)
-    return run.verdict(scenario(scn), result, ktap.parse_console(lines, "xen"))
+    return run.verdict(scenario(scn), monitor, 0, ktap.parse_console(lines, "xen"))
 
 
 DOM0_OK = ["KTAP version 1", "1..1", "ok 1 a"]

@@ -298,6 +298,67 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from pvkit import matrix
+    from pvkit.util import write_atomic
+
+    m = matrix.derive(args.scenario, args.tree, args.clock)
+    if args.gitlab_pipeline:
+        write_atomic(Path(args.gitlab_pipeline), matrix.gitlab_pipeline(m))
+    if args.json:
+        _print_json(m.to_json())
+    elif args.github_output:
+        sys.stdout.write(matrix.github_outputs(m))
+    else:
+        print(matrix.table(m))
+        if args.gitlab_pipeline:
+            print(f"child pipeline: {args.gitlab_pipeline}")
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from pvkit import report, run
+
+    result = run.parse(Path(args.console_log), args.scenario,
+                       Path(args.out) if args.out else None)
+    if args.json:
+        _print_json(result)
+    else:
+        print(report.scenario_line(result))
+    return 0 if result["status"] == "PASS" else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from pvkit import summary
+
+    results = summary.collect([Path(p) for p in args.results])
+    if args.markdown:
+        sys.stdout.write(summary.markdown(results))
+    elif args.github_annotations:
+        sys.stdout.write(summary.github_annotations(results))
+    else:
+        print(summary.text(results))
+    return 0 if all(r["status"] == "PASS" for r in results) else 1
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from pvkit import bundle
+
+    if args.action == "export":
+        if len(args.dir) != 1:
+            raise PvkitError("bundle export: give one directory to write the bundle to")
+        rows = [bundle.export(args.profile, Path(args.dir[0]), tree=args.tree)]
+    else:
+        rows = [bundle.import_(Path(d)) for d in args.dir]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['profile']}: {r.get('status', 'exported')} {r['release']} "
+                  f"({r['bytes'] / 1e6:.1f} MB) in {r['dir']}")
+    return 0
+
+
 def _add_tree(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", help="use this kernel tree instead of Debian's linux-source")
 
@@ -432,6 +493,55 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default: in the cache)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_blkbench)
+
+    p = sub.add_parser("matrix", help="the CI matrix (kernel builds and boot cells) derived "
+                       "from qemu-tests/")
+    p.add_argument("--scenario", action="append", default=[], metavar="GLOB",
+                   help="scenarios to boot (glob; repeatable; default: all in qemu-tests/)")
+    p.add_argument("--tree", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a kernel tree to build and boot (repeatable; default: Debian's "
+                   "linux-source)")
+    p.add_argument("--clock", action="append", default=[], metavar="icount,realtime",
+                   help="clocks to boot under (default: icount)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--github-output", action="store_true",
+                     help="print `builds=` and `boots=` lines for $GITHUB_OUTPUT "
+                     "(strategy.matrix JSON)")
+    p.add_argument("--gitlab-pipeline", metavar="FILE",
+                   help="write the GitLab child pipeline (build, boot and summary jobs) to FILE")
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("parse", help="re-derive results.json and junit.xml from a saved "
+                       "console log")
+    p.add_argument("console_log", metavar="CONSOLE_LOG")
+    p.add_argument("--scenario", help="the scenario the log is from (default: named in the "
+                   "log)")
+    p.add_argument("--out", help="write results.json and junit.xml here (default: beside the "
+                   "log)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("summary", help="summarise results: table, --markdown or "
+                       "--github-annotations; exit 1 if a run failed")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results.json files or directories holding them")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true",
+                     help="a markdown table with the failures' details ($GITHUB_STEP_SUMMARY)")
+    fmt.add_argument("--github-annotations", action="store_true",
+                     help="::error lines naming the scenario, stage and reason")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("bundle", help="carry a built kernel between CI jobs: export it to "
+                       "a directory, import it into this cache")
+    p.add_argument("action", choices=("export", "import"))
+    p.add_argument("dir", nargs="+", metavar="DIR")
+    p.add_argument("--profile", choices=("dom0", "domU"), default="domU",
+                   help="with export: the kernel to export")
+    _add_tree(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")

@@ -1,13 +1,18 @@
 """The serial console: recognise boot stages and failures in the lines a guest prints.
 
 `Monitor` is pure logic fed with (time, line) pairs, so golden console logs test it;
-`qemu.run` drives a real QEMU process through it.
+`qemu.run` drives a real QEMU process through it. A console log as pvkit writes it (one
+timestamped line per console line, then an end record) can be read back (`read_log`) and
+replayed through a fresh Monitor (`replay`): that is how every verdict is reached, live or
+offline.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 STAGE_MARK = re.compile(r"PVKIT-STAGE (?P<name>[\w.-]+)")
 DONE_MARK = "PVKIT-DONE"
@@ -135,15 +140,67 @@ class Monitor:
         return out
 
 
+END_MARK = "#pvkit-end "  # the end record pvkit appends to a console log after a run
+_TIMESTAMPED = re.compile(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
+_SUBTEST = re.compile(r"^(?:\[domU\] )?# Subtest: (?P<name>[\w.-]+)\.(?:dom0|domU)\s*$")
+
+
+@dataclass
+class ConsoleLog:
+    """A console log read back: its lines and, if the run ended normally, its end record
+    (wall time, QEMU's exit status, the scenario and the run's context)."""
+
+    lines: list[tuple[float, str]]
+    end: dict[str, Any] | None = None
+
+    @property
+    def scenario(self) -> str | None:
+        """The scenario named by the end record, else by the first KTAP `# Subtest: NAME.place`."""
+        if self.end and self.end.get("scenario"):
+            return str(self.end["scenario"])
+        for _, line in self.lines:
+            if m := _SUBTEST.match(line):
+                return m.group("name")
+        return None
+
+
+
 def parse_timestamped(text: str) -> list[tuple[float, str]]:
     """Read a console log written by pvkit (`[   1.234] line`) back into (time, line)."""
-    out: list[tuple[float, str]] = []
+    return read_log(text).lines
+
+
+def read_log(text: str) -> ConsoleLog:
+    log = ConsoleLog([])
     for raw in text.splitlines():
-        m = re.match(r"^\[\s*(\d+\.\d+)\] ?(.*)$", raw)
-        if m:
-            out.append((float(m.group(1)), m.group(2)))
-    return out
+        if m := _TIMESTAMPED.match(raw):
+            log.lines.append((float(m.group(1)), m.group(2)))
+        elif raw.startswith(END_MARK):
+            try:
+                log.end = json.loads(raw[len(END_MARK):])
+            except json.JSONDecodeError:
+                log.end = None  # a damaged record: judged like a log cut short
+    return log
 
 
 def format_line(t: float, line: str) -> str:
     return f"[{t:8.3f}] {line}"
+
+
+def end_line(record: dict[str, Any]) -> str:
+    """The end record appended to a console log: one line of JSON after END_MARK."""
+    return END_MARK + json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def replay(monitor: Monitor, lines: list[tuple[float, str]], end_s: float | None) -> Monitor:
+    """Feed a recorded console to a fresh monitor as `qemu.run` fed the live one: the clock
+    is checked before each line (silence before it may already be a hang) and after it,
+    and finally at `end_s`, when the run ended (None: the log was cut short, no final check).
+    """
+    for t, line in lines:
+        monitor.tick(t)
+        monitor.feed(t, line)
+        monitor.tick(t)
+    if end_s is not None:
+        monitor.tick(end_s)
+    return monitor

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pvkit import build as build_mod
+from pvkit import console, images, junit, ktap, progress, qemu, scenarios
 from pvkit import drivers as drivers_mod
-from pvkit import images, junit, ktap, progress, qemu, scenarios
 from pvkit.console import Monitor
+from pvkit.errors import PvkitError
 from pvkit.paths import cache_subdir
 from pvkit.util import first_line, write_atomic, write_json
 
@@ -43,10 +44,9 @@ class Options:
 
 
 def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build]:
-    profiles = ["domU"] + (["dom0"] if scn.boot == "xen" or scn.native_kernel == "dom0" else [])
     get = build_mod.build if opts.build_missing else build_mod.find
     return {p: get(p, tree=opts.tree, fragments=list(opts.fragments), base=opts.base)
-            for p in profiles}
+            for p in scenarios.profiles(scn)}
 
 
 def qemu_version() -> str:
@@ -140,7 +140,7 @@ def run(name: str, opts: Options) -> dict[str, Any]:
     write_atomic(workdir / "reproducer.sh", "#!/bin/sh\n# pvkit scenario "
                  f"{scn.name}\n{cmd.shell()}\n")
     (workdir / "reproducer.sh").chmod(0o755)
-    monitor = Monitor(mode=scn.boot, stall_s=scn.stall, timeout_s=scn.timeout, allow=scn.allow)
+    monitor = monitor_for(scn)
     what = "Xen + dom0 + domU" if scn.boot == "xen" else "native"
     progress.step(f"scenario {scn.name}: booting ({what}, {cmd.argv[cmd.argv.index('-accel') + 1]}"
                   f"{', icount' if opts.icount else ''}); console: {workdir / 'console.log'}")
@@ -153,13 +153,14 @@ def run(name: str, opts: Options) -> dict[str, Any]:
     return record(scn, workdir, result, info, cmd, opts)
 
 
-def verdict(scn: scenarios.Scenario, result: qemu.RunResult,
+def verdict(scn: scenarios.Scenario, monitor: Monitor, returncode: int | None,
             docs: dict[str, ktap.Document]) -> tuple[str, str]:
-    if result.verdict is not None:
-        return "FAIL", result.verdict.reason
-    if result.monitor.done_at is None:
-        return "FAIL", f"QEMU exited (status {result.returncode}) before the scenario finished " \
-                       f"(last stage '{result.monitor.stage}')"
+    if monitor.failure is not None:
+        return "FAIL", monitor.failure.reason
+    if monitor.done_at is None:
+        ended = "the console log ends" if returncode is None \
+            else f"QEMU exited (status {returncode})"
+        return "FAIL", f"{ended} before the scenario finished (last stage '{monitor.stage}')"
     expected = ["domU"] + (["dom0"] if scn.boot == "xen" else [])
     for source in expected:
         doc = docs.get(source)
@@ -174,34 +175,87 @@ def verdict(scn: scenarios.Scenario, result: qemu.RunResult,
     return "PASS", "all tests passed"
 
 
+def monitor_for(scn: scenarios.Scenario) -> Monitor:
+    return Monitor(mode=scn.boot, stall_s=scn.stall, timeout_s=scn.timeout, allow=scn.allow)
+
+
 def record(scn: scenarios.Scenario, workdir: Path, result: qemu.RunResult,
            info: dict[str, Any], cmd: qemu.Command, opts: Options) -> dict[str, Any]:
-    lines = [line for _, line in result.monitor.lines]
-    docs = ktap.parse_console(lines, scn.boot)
-    status, reason = verdict(scn, result, docs)
-    out: dict[str, Any] = {
-        "scenario": scn.name,
-        "status": status,
-        "reason": reason,
-        "wall_s": round(result.wall_s, 2),
+    """Close the run's console log with its end record, then derive the results from the log
+    alone, exactly as `pvkit parse` does later: one path from console to verdict."""
+    log = workdir / "console.log"
+    context = {
         "clock": "icount" if opts.icount else "realtime",
         "accel": cmd.argv[cmd.argv.index("-accel") + 1],
         "qemu": qemu_version(),
         "host": platform.node(),
-        "boot": {"status": "PASS" if result.verdict is None and result.monitor.done_at
-                 else "FAIL", "reason": reason if result.verdict else "",
-                 "tail": result.monitor.tail(40) if status != "PASS" else []},
-        "stages": result.monitor.stage_timings(),
+        "info": info,
+        "command": cmd.argv,
+    }
+    end = {"scenario": scn.name, "wall_s": round(result.wall_s, 3),
+           "returncode": result.returncode, "context": context}
+    with log.open("a") as handle:
+        handle.write(console.end_line(end) + "\n")
+    return write_results(results_of(scn, console.read_log(log.read_text()), log), workdir)
+
+
+def results_of(scn: scenarios.Scenario, clog: console.ConsoleLog, log: Path) -> dict[str, Any]:
+    """A run's results (the content of results.json) from its console log."""
+    end = clog.end or {}
+    monitor = console.replay(monitor_for(scn), clog.lines, end.get("wall_s"))
+    returncode = end.get("returncode")
+    lines = [line for _, line in monitor.lines]
+    docs = ktap.parse_console(lines, scn.boot)
+    status, reason = verdict(scn, monitor, returncode, docs)
+    context = end.get("context", {})
+    wall = end.get("wall_s", monitor.lines[-1][0] if monitor.lines else 0.0)
+    booted = monitor.failure is None and monitor.done_at is not None
+    return {
+        "scenario": scn.name,
+        "status": status,
+        "reason": reason,
+        "wall_s": round(wall, 2),
+        "clock": context.get("clock", "unknown"),
+        "accel": context.get("accel", "unknown"),
+        "qemu": context.get("qemu", "unknown"),
+        "host": context.get("host", "unknown"),
+        "boot": {"status": "PASS" if booted else "FAIL",
+                 "reason": monitor.failure.reason if monitor.failure else "",
+                 "tail": monitor.tail(40) if status != "PASS" else []},
+        "stages": monitor.stage_timings(),
         "ktap": {src: {"plan": d.plan, "errors": d.errors,
                        "cases": [{"number": c.number, "name": c.name, "status": c.status,
                                   "reason": c.reason, "diagnostics": c.diagnostics,
                                   "metrics": c.metrics} for c in d.cases]}
                  for src, d in docs.items()},
-        "info": info,
-        "command": cmd.argv,
-        "dir": str(workdir),
-        "console_log": str(workdir / "console.log"),
+        "info": context.get("info", {}),
+        "command": context.get("command", []),
+        "console_log": str(log),
     }
-    write_json(workdir / "results.json", out)
-    write_atomic(workdir / "junit.xml", junit.to_xml(out))
-    return out
+
+
+def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    results = results | {"dir": str(out)}
+    write_json(out / "results.json", results)
+    write_atomic(out / "junit.xml", junit.to_xml(results))
+    return results
+
+
+def parse(log: Path, scenario: str | None = None, out: Path | None = None) -> dict[str, Any]:
+    """Re-derive results.json and junit.xml from a saved console log (offline, as kunit.py's
+    `parse`), into `out` (default: beside the log)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as exc:
+        raise PvkitError(f"cannot read console log {log}: {exc.strerror}") from exc
+    clog = console.read_log(text)
+    if not clog.lines:
+        raise PvkitError(f"{log}: no timestamped console lines; is this a console.log pvkit "
+                         "wrote?")
+    name = scenario or clog.scenario
+    if name is None:
+        raise PvkitError(f"{log}: the log does not name its scenario (no end record, no KTAP "
+                         "header); pass --scenario NAME")
+    return write_results(results_of(scenarios.find(name), clog, log),
+                         out if out is not None else log.parent)

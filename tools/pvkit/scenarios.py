@@ -386,3 +386,9 @@ def render_dom0(scn: Scenario) -> dict[str, str]:
     files["dom0.sh"] = "\n".join(body) + "\n"
     files["domU.cfg"] = domu_xl_config(scn)
     return files
+
+
+def profiles(scn: Scenario) -> list[str]:
+    """The kernel profiles a scenario boots: the domU kernel always (as the PV guest, or booted
+    natively), the dom0 kernel under Xen or when a native scenario boots it."""
+    return ["domU"] + (["dom0"] if scn.boot == "xen" or scn.native_kernel == "dom0" else [])
