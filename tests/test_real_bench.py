@@ -30,11 +30,15 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_reduced_bench_reports(baseline: dict) -> None:
     w = baseline["workloads"]
     for name in MICRO:
-        assert set(w[name]["places"]) == {"native", "dom0", "domU"}, name
+        assert set(w[name]["places"]) == {"native", "dom0", "domU", "pvh"}, name
         assert len(w[name]["places"]["domU"]["values"]) == 3
+        assert len(w[name]["places"]["pvh"]["values"]) == 3
     # a PV system call costs more than a native one; the pure CPU loop does not
     assert w["null_call"]["slowdown"]["domU"] > 1.5
     assert 0.8 < w["cpu_loop"]["slowdown"]["domU"] < 1.25
+    # in a PVH guest a system call does not go through Xen: cheaper than in the PV domU
+    assert w["null_call"]["slowdown"]["pvh"] < w["null_call"]["slowdown"]["domU"]
+    assert "PVH domU" in (Path(baseline["dir"]) / "report.md").read_text()
     for io in ("fio_seq_read", "iperf3_tcp", "sysbench_cpu"):
         assert io in w, io
     # the pvstat pass: a fork in a PV domU updates page tables through paravirt ops
@@ -53,7 +57,7 @@ def test_compare_flags_injected_slowdown(baseline: dict, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     slowed = bench.run_bench(bench.Options(repeats=3, scale=0.05, micro=MICRO,
                                            domu_cmdline="init_on_free=1", pvstat=False,
-                                           io=False,
+                                           io=False, pvh=False,
                                            out=tmp_path))
     rows = bench.compare(baseline, slowed)
     flagged = {(r["workload"], r["place"]) for r in rows if r["flag"] == "slower"}

@@ -41,7 +41,8 @@ def explain(result: dict) -> str:
     return f"{result['reason']}\n" + "\n".join(result["boot"]["tail"])
 
 
-@pytest.mark.parametrize("name", ["smoke", "upstream-blk", "upstream-net", "native", "pvstat"])
+@pytest.mark.parametrize("name", ["smoke", "smoke-pvh", "upstream-blk", "upstream-net", "native",
+                                  "pvstat"])
 def test_scenario_passes(name: str, tmp_path: Path) -> None:
     result = boot(name, tmp_path)
     assert result["status"] == "PASS", explain(result)
