@@ -136,6 +136,7 @@ def test_kvm_probe_record_survives_concurrent_probes(monkeypatch: pytest.MonkeyP
     from pvkit.util import read_json
 
     monkeypatch.setattr(qemu.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(qemu, "kvm_is_pvm", lambda: False)
 
     def slow_probe(kernel: Path, timeout_s: float) -> bool:
         time.sleep(0.3)
@@ -182,3 +183,13 @@ def test_pvkit_cc_reaches_kconfig_and_make(monkeypatch: pytest.MonkeyPatch,
     assert "CC=gcc-12" in cmd and cmd[-1] == "bzImage"
     monkeypatch.delenv("PVKIT_CC")
     assert "CC=gcc" in build.make_command(fake_src, Path("/o"), "bzImage")
+
+
+def test_pvm_backed_kvm_is_not_probed(tmp_path: Path) -> None:
+    from pvkit import qemu
+
+    mods = tmp_path / "module"
+    (mods / "kvm_pvm").mkdir(parents=True)
+    assert qemu.kvm_is_pvm(mods)
+    (mods / "kvm_intel").mkdir()
+    assert not qemu.kvm_is_pvm(mods)

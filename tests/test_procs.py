@@ -158,3 +158,33 @@ def test_tethered_block_kills_the_group_on_exception(tmp_path: Path) -> None:
         assert _wait_for(lambda: bool(_pids_with(f"sleep {marker}")))
         raise RuntimeError("boom")
     assert _wait_for(lambda: not _pids_with(f"sleep {marker}"), 5)
+
+
+def test_in_threads_results_and_errors() -> None:
+    assert procs.in_threads([lambda: 1, lambda: 2]) == [1, 2]
+
+    def boom() -> int:
+        raise ValueError("second failed")
+
+    with pytest.raises(ValueError, match="second failed"):
+        procs.in_threads([lambda: procs.run(["sleep", "0.3"]).returncode, boom])
+
+
+def test_in_threads_interrupted_kills_the_children() -> None:
+    """Ctrl-C while two builds run side by side: their makes die at once, not at their end."""
+    marker = f"7123.{os.getpid() % 1000}"
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    t0 = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            procs.in_threads([lambda: procs.run(["sleep", marker]) for _ in range(2)])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - t0 < 10
+    assert not _pids_with(f"sleep {marker}")

@@ -125,9 +125,9 @@ def slot(profile: str) -> Path:
 
 
 def make_command(src: source_mod.Source, out: Path, *targets: str,
-                 srctree: Path | None = None) -> list[str]:
+                 srctree: Path | None = None, jobs: int | None = None) -> list[str]:
     cmd = ["make", "-C", str(src.root), f"O={out}", "ARCH=x86_64", f"CC={kconfig.compiler()}",
-           f"-j{os.cpu_count() or 1}"]
+           f"-j{jobs or os.cpu_count() or 1}"]
     if srctree is not None:
         cmd.append(f"srctree={srctree}")
     return [*cmd, *targets]
@@ -211,9 +211,19 @@ def _hint(profile: str, tree: str | None, fragments: list[Path] | None, base: st
     return "pvkit build " + " ".join(args)
 
 
+def up_to_date(profile: str, *, tree: str | None = None, fragments: list[Path] | None = None,
+               base: str = "tinyconfig") -> bool:
+    """Would `build` return without running make? (read-only, like `find`)"""
+    try:
+        find(profile, tree=tree, fragments=fragments, base=base)
+    except PvkitError:
+        return False
+    return True
+
+
 def build(profile: str, *, tree: str | None = None, fragments: list[Path] | None = None,
           base: str = "tinyconfig", force: bool = False, build_dir: Path | None = None,
-          ) -> Build:
+          jobs: int | None = None) -> Build:
     """Configure and build a profile; returns at once when the content key matches."""
     t0 = time.monotonic()
     src = prepare_source(tree)
@@ -231,7 +241,7 @@ def build(profile: str, *, tree: str | None = None, fragments: list[Path] | None
                 progress.step(f"build {profile}: up to date ({out})")
                 return Build(profile, out, meta)
             return _do_build(profile, src, resolved, out, dir_key, content_key, fingerprint,
-                             t0, (tree_fd, out_fd))
+                             t0, (tree_fd, out_fd), jobs)
 
 
 @contextlib.contextmanager
@@ -264,7 +274,7 @@ def _slot_for(profile: str, src: source_mod.Source) -> Iterator[tuple[Path, int]
 
 def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, out: Path,
               dir_key: str, content_key: str, fingerprint: str, t0: float,
-              locks: tuple[int, ...] = ()) -> Build:
+              locks: tuple[int, ...] = (), jobs: int | None = None) -> Build:
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "metadata.json"
     meta_path.unlink(missing_ok=True)  # a stale record must never vouch for a partial build
@@ -281,7 +291,7 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
     modroot = out / "modroot"
     with _slot_for(profile, src) as (srctree, slot_fd):
         keep = (*locks, slot_fd)
-        cmd = make_command(src, out, "bzImage", "modules", srctree=srctree)
+        cmd = make_command(src, out, "bzImage", "modules", srctree=srctree, jobs=jobs)
         _run_make(cmd, env, log, profile, expect, keep)
         built = _built_modules(out)
         stamp = modroot / ".pvkit-installed"
@@ -289,7 +299,7 @@ def _do_build(profile: str, src: source_mod.Source, resolved: kconfig.Resolved, 
             # a kernel edit that leaves every module as it was skips this second make
             shutil.rmtree(modroot, ignore_errors=True)
             install = make_command(src, out, "modules_install", f"INSTALL_MOD_PATH={modroot}",
-                                   "INSTALL_MOD_STRIP=1", srctree=srctree)
+                                   "INSTALL_MOD_STRIP=1", srctree=srctree, jobs=jobs)
             _run_make(install, env, log, f"{profile} modules_install", 0, keep)
             write_atomic(stamp, built)
     _unslot(out, src, profile)

@@ -26,8 +26,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1
 
@@ -73,6 +75,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         os._exit(1)
 
 
+_LIVE: set[Child] = set()  # children not reaped yet (kill_all)
+_LIVE_LOCK = threading.Lock()
+
+
 class Child:
     """A tethered child process (see the module doc)."""
 
@@ -90,6 +96,8 @@ class Child:
         self._guardian.stdin.write(f"{self.proc.pid}\n".encode())
         self._guardian.stdin.flush()
         self.returncode: int | None = None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -126,12 +134,59 @@ class Child:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self._stop_guardian()
             self.returncode = self.proc.wait()
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
         return self.returncode
+
+    def kill(self) -> None:
+        """Kill the process group now (from any thread); `reap` still follows."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def wait(self) -> int:
         """Wait for the child to exit on its own, then reap it and its group."""
         self.wait_exit()
         return self.reap()
+
+
+def kill_all() -> None:
+    """Kill every tethered child still running (an interrupted pvkit stopping its workers)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for child in live:
+        child.kill()
+
+
+def in_threads(jobs: Sequence[Callable[[], T]]) -> list[T]:
+    """Run the jobs side by side in threads; their results in order. The first error is
+    raised once all have ended; an interrupt (Ctrl-C, SIGTERM, SIGHUP) of the main thread
+    kills every tethered child, so the jobs end at once instead of finishing their work."""
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def work(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except BaseException as exc:  # reported in the caller's thread
+            errors[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:
+        kill_all()
+        for t in threads:
+            t.join()
+        raise
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
 
 
 def spawn(argv: Sequence[str], **popen: Any) -> Child:

@@ -165,13 +165,21 @@ def run(cmd: Command, monitor: Monitor, log_path: Path,
     return RunResult(monitor.failure, returncode, time.monotonic() - t0, monitor)
 
 
-def probe_kvm(kernel: Path, timeout_s: float = 15.0) -> bool:
+def kvm_is_pvm(modules: Path = Path("/sys/module")) -> bool:
+    """/dev/kvm backed by kvm_pvm alone (no kvm_intel/kvm_amd): it runs only PVM guests; a
+    stock kernel hangs right after real-mode setup (verified here), so there is nothing to
+    probe."""
+    return (modules / "kvm_pvm").exists() and not any(
+        (modules / m).exists() for m in ("kvm_intel", "kvm_amd"))
+
+
+def probe_kvm(kernel: Path, timeout_s: float = 5.0) -> bool:
     """Does a stock kernel get going under KVM here? (A PVM-backed /dev/kvm hangs it.)
 
     The answer is cached per kernel image, since the probe costs up to `timeout_s`; the record
     is read and updated under a lock, so concurrent runs neither probe twice nor lose answers.
     """
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or kvm_is_pvm():
         return False
     record = cache_dir() / "kvm-probe.json"
     key = sha256_file(kernel)
@@ -211,7 +219,9 @@ def choose_accel(requested: str, kernel: Path) -> str:
         return requested
     if probe_kvm(kernel):
         return "kvm"
-    progress.notice("KVM cannot boot this kernel here (probe failed); using TCG")
+    why = "/dev/kvm is PVM-backed (kvm_pvm), which runs only PVM guests" if kvm_is_pvm() \
+        else "KVM cannot boot this kernel here (probe failed)"
+    progress.notice(f"{why}; using TCG")
     return "tcg"
 
 
