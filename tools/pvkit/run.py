@@ -16,6 +16,7 @@ from typing import Any
 from pvkit import build as build_mod
 from pvkit import console, images, junit, ktap, procs, progress, qemu, scenarios
 from pvkit import drivers as drivers_mod
+from pvkit import source as source_mod
 from pvkit.console import Monitor
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_subdir
@@ -148,7 +149,8 @@ def run(name: str, opts: Options) -> dict[str, Any]:
     """Run one scenario for real; returns (and writes) its results."""
     scn = scenarios.find(name)
     t0 = time.monotonic()
-    builds = _builds(scn, opts)
+    with source_mod.fingerprints_reused():  # builds read the tree, nothing writes it
+        builds = _builds(scn, opts)
     modules = drivers_mod.build_all(scn.drivers, builds)
     t_built = time.monotonic()
     workdir = run_dir(scn.name, opts.out)
