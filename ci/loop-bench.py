@@ -84,13 +84,15 @@ def main() -> int:
                 print(f"warming up: {name}", file=sys.stderr)
                 first = run.run(name, run.Options(tree=str(tree), out=work / "warm" / name))
                 print(f"  {first['status']} in {first['wall_s']:.1f} s", file=sys.stderr)
+            edits = 0
             for scenario, kind in cases:
                 samples = []
                 for n in range(args.repeats):
+                    edits += 1  # every edit is new, across cases
                     t0 = time.monotonic()
-                    target = edit(kind, tree, scenario, n, work)
+                    target = edit(kind, tree, scenario, edits, work)
                     result = run.run(target, run.Options(tree=str(tree),
-                                                         out=work / "runs" / f"{kind}{n}"))
+                                                         out=work / "runs" / f"{edits}"))
                     total = time.monotonic() - t0
                     phases = result["info"].get("phases", {})
                     samples.append((total, phases.get("build_s", 0.0),

@@ -400,13 +400,14 @@ def resolve(src: Source, profile: str | None, extra_fragments: list[Path] | None
 
 
 def _memo_path(src: Source, base: str, fragments: list[Path]) -> Path | None:
-    """Where a resolution is remembered: only for pvkit's own (immutable) source trees."""
-    if not src.managed:
-        return None
-    from pvkit.source import fingerprint
+    """Where a resolution is remembered: keyed by what kconfiglib reads (for a user's tree,
+    its Kconfig files and config fragments, by size and time: an edit of a .c file keeps the
+    answer, an edit of a Kconfig file does not), the base, the fragments and the compiler."""
+    from pvkit.source import fingerprint, kconfig_fingerprint
 
+    tree = fingerprint(src) if src.managed else kconfig_fingerprint(src)
     base_id = sha256_file(Path(base)) if Path(base).is_file() else base
-    key = sha256_text(fingerprint(src), base_id, compiler_env()["CC_VERSION_TEXT"],
+    key = sha256_text(tree, base_id, compiler_env()["CC_VERSION_TEXT"],
                       *(f"{p}:{sha256_file(p)}" for p in fragments))
     return cache_subdir("config") / f"{key[:24]}.config"
 

@@ -147,6 +147,29 @@ def fingerprint(src: Source) -> str:
     return value
 
 
+def kconfig_fingerprint(src: Source) -> str:
+    """What Kconfig resolution reads of a tree: every Kconfig* file, the Makefile (the
+    version) and the config fragments of arch/x86/configs and kernel/configs, by size and
+    modification time."""
+    memo = _MEMO
+    key = src.root / ".pvkit-kconfig"
+    if memo is not None and key in memo:
+        return memo[key]
+    parts = [src.origin]
+    for dirpath, dirnames, filenames in os.walk(src.root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        configs = dirpath.endswith(("/configs", "/kernel/configs"))
+        for name in sorted(filenames):
+            if name.startswith("Kconfig") or configs or (name == "Makefile" and
+                                                         dirpath == str(src.root)):
+                st = os.lstat(os.path.join(dirpath, name))
+                parts.append(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    value = sha256_text(*parts)
+    if memo is not None:
+        memo[key] = value
+    return value
+
+
 def _fingerprint(src: Source) -> str:
     """A cheap content fingerprint of the tree, for build keys.
 
