@@ -139,3 +139,32 @@ def test_needed_libraries_follow_needed_and_runpath(tmp_path: Path) -> None:
     (root / "opt/app/lib/libhelp.so").unlink()
     with pytest.raises(PvkitError, match=r"shared library libhelp.so not found in"):
         images.needed_libraries(root / "usr/bin/app", root)
+
+
+def test_builds_run_side_by_side_only_when_both_need_make(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    import threading
+
+    from pvkit import build as build_mod
+
+    stale = {"domU", "dom0"}
+    calls: list[tuple[str, int | None, str]] = []
+
+    def fake_build(profile: str, **kw: object) -> str:
+        calls.append((profile, kw.get("jobs"), threading.current_thread().name))  # type: ignore
+        return f"built {profile}"
+
+    monkeypatch.setattr(build_mod, "up_to_date", lambda p, **kw: p not in stale)
+    monkeypatch.setattr(build_mod, "build", fake_build)
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    got = run._builds(scenario("smoke"), run.Options())
+    assert got == {"domU": "built domU", "dom0": "built dom0"}
+    assert {(p, j) for p, j, _ in calls} == {("domU", 1), ("dom0", 1)}
+    assert all(t != "MainThread" for _, _, t in calls)  # side by side, in threads
+    calls.clear()
+    stale = {"dom0"}
+    run._builds(scenario("smoke"), run.Options())
+    assert sorted((p, j) for p, j, _ in calls) == [("dom0", None), ("domU", None)]
+    calls.clear()
+    run._builds(scenario("native"), run.Options())
+    assert [p for p, _, _ in calls] == ["domU"]  # a native scenario boots the domU kernel only
