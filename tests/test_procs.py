@@ -46,6 +46,14 @@ def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-unty
     return False
 
 
+def _cleanup(proc: subprocess.Popen, marker: str) -> None:
+    """Whatever a failed test left: the process under test and the marked sleeps."""
+    proc.kill()
+    proc.wait()
+    for pid in _pids_with(f"sleep {marker}"):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _env(cache: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PVKIT_CACHE": str(cache), "PYTHONPATH": str(ROOT / "tools"), **extra}
 
@@ -75,12 +83,9 @@ def test_make_dies_with_pvkit(sig: signal.Signals, tmp_path: Path) -> None:
             f"orphans left after {sig.name}: {_pids_with(marker)}"
         if sig != signal.SIGKILL:
             assert rc == 128 + int(sig) if sig != signal.SIGINT else rc == 130
-            assert "interrupted" in pvkit.stderr.read() if pvkit.stderr else True
+            assert pvkit.stderr is not None and "interrupted" in pvkit.stderr.read()
     finally:
-        pvkit.kill()
-        pvkit.wait()
-        for pid in _pids_with(f"sleep {marker}"):
-            os.kill(pid, signal.SIGKILL)
+        _cleanup(pvkit, marker)
 
 
 def test_build_lock_is_held_until_make_is_gone(tmp_path: Path) -> None:
@@ -104,8 +109,7 @@ def test_build_lock_is_held_until_make_is_gone(tmp_path: Path) -> None:
             fcntl.flock(handle, fcntl.LOCK_EX)  # granted only once make's group is dead
             assert not _pids_with(f"sleep {marker}")
     finally:
-        for pid in _pids_with(f"sleep {marker}"):
-            os.kill(pid, signal.SIGKILL)
+        _cleanup(pvkit, marker)
 
 
 FAKE_QEMU = """#!/bin/sh
@@ -140,10 +144,7 @@ def test_qemu_dies_with_pvkit(sig: signal.Signals, tmp_path: Path) -> None:
             f"QEMU left behind after {sig.name}"
         assert "Linux version 6.1.0 (fake)" in (tmp_path / "console.log").read_text()
     finally:
-        driver.kill()
-        driver.wait()
-        for pid in _pids_with(f"sleep {marker}"):
-            os.kill(pid, signal.SIGKILL)
+        _cleanup(driver, marker)
 
 
 def test_run_captures_and_reaps(tmp_path: Path) -> None:
