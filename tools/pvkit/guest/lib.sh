@@ -80,6 +80,16 @@ pvk_domu_state() {
 	echo "${_s:-gone}"
 }
 
+# succeeds while the domU lives and is not paused: running (r), blocked (b), or
+# runnable and waiting for a physical CPU (------, common under TCG while dom0 runs xl);
+# fails when it is paused, shut down, crashed, dying or gone
+pvk_domu_alive() {
+	_s=$(pvk_domu_state)
+	info state "$_s"
+	case "$_s" in gone | *p* | *s* | *c* | *d*) return 1 ;; esac
+	return 0
+}
+
 # a value the domU printed on its console as `pvkit-value NAME VALUE`
 pvk_domu_value() {
 	tr -d '\r' < "$PVK_GUEST_LOG" | sed -n "s/^pvkit-value $1 //p" | tail -n 1
