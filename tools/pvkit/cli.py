@@ -266,10 +266,10 @@ def cmd_blkbench(args: argparse.Namespace) -> int:
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
-    from pvkit.gen import blkif
+    from pvkit.gen import proto
 
-    blkif.generate()
-    print(f"{blkif.C_OUT}\n{blkif.PY_OUT}")
+    for path in proto.generate_all():
+        print(path)
     return 0
 
 
@@ -352,8 +352,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drivers)
 
-    p = sub.add_parser("gen", help="generate the blkif protocol header and Python mirror "
-                       "from drivers/pvblk/blkif.spec.toml")
+    p = sub.add_parser("gen", help="generate each protocol's C header and Python mirror from "
+                       "its spec, drivers/*/*.spec.toml (blkif, netif)")
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 OR MIT */
 /*
- * User-space stand-ins for the kernel types and helpers pvblk_proto.h and
- * pvblk_validate.c use, so the protocol header and the validator compile on the
- * host for tests and fuzzing. Not part of the driver sources.
+ * User-space stand-ins for the kernel types and helpers that pvkit's generated
+ * protocol headers (drivers/<name>/<name>_proto.h) and the backends' validators
+ * (pvblk_validate.c, pvnet_validate.c) use, so they compile on the host for
+ * tests and fuzzing. Not part of the driver sources.
  */
-#ifndef PVBLK_USER_H
-#define PVBLK_USER_H
+#ifndef PVKIT_USER_H
+#define PVKIT_USER_H
 
 #include <assert.h>
 #include <stddef.h>
@@ -28,4 +29,4 @@ typedef int64_t s64;
 #define sizeof_field(TYPE, MEMBER) sizeof((((TYPE *)0)->MEMBER))
 #endif
 
-#endif /* PVBLK_USER_H */
+#endif /* PVKIT_USER_H */
