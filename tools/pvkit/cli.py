@@ -347,8 +347,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpatch", action="store_true",
                    help="run the kernel's scripts/checkpatch.pl --strict on the sources")
     p.add_argument("--intree-patch", nargs="?", const="-", metavar="FILE",
-                   help="render the in-tree integration patch (drivers/block/<name>, Kconfig, "
-                   "Makefile) for the kernel tree, to FILE or the cache")
+                   help="render the in-tree integration patch (drivers/<name> into the tree "
+                   "directory its intree.toml names, with Kconfig and Makefile), to FILE or the "
+                   "cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drivers)
 
