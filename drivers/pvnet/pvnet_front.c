@@ -1209,9 +1209,7 @@ static void pvnet_backend_up(struct pvnet_front *np)
 	if (netif_running(dev))
 		napi_schedule(&np->napi);
 	notify_remote_via_irq(np->irq);
-	rtnl_lock();
-	netdev_notify_peers(dev);
-	rtnl_unlock();
+	netdev_notify_peers(dev);	/* takes RTNL itself */
 	netdev_info(dev, "connected to %s: sg %d gso %d/%d, mtu %u\n", np->xbdev->otherend,
 		    np->be_sg, np->be_gso4, np->be_gso6, dev->mtu);
 }

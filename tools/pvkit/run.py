@@ -13,7 +13,7 @@ from typing import Any
 
 from pvkit import build as build_mod
 from pvkit import drivers as drivers_mod
-from pvkit import images, junit, ktap, progress, qemu, scenarios
+from pvkit import images, junit, ktap, programs, progress, qemu, scenarios
 from pvkit.console import Monitor
 from pvkit.paths import cache_subdir
 from pvkit.util import first_line, write_atomic, write_json
@@ -71,7 +71,7 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
     domu = builds["domU"]
     if opts.domu_cmdline:
         scn = dataclasses.replace(scn, domu_cmdline=f"{scn.domu_cmdline} {opts.domu_cmdline}")
-    shared = payload_extras(opts)
+    shared = {**payload_extras(opts), **programs.payload(scn.programs)}
     modules = drivers_mod.build_all(scn.drivers, builds)
     base_initrd = images.domu_initramfs(domu, tuple(scn.needs))
     domu_files: dict[str, str | bytes] = {**scenarios.render_domu(scn), **shared,

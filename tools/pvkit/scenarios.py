@@ -18,7 +18,7 @@ from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
-            "tools", "drivers", "native"}
+            "tools", "drivers", "native", "programs"}
 NATIVE_KEYS = {"kernel", "scratch_mb"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup"}
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
@@ -58,6 +58,7 @@ class Scenario:
     needs: list[str] = field(default_factory=list)  # extra guest programs, e.g. "iperf3"
     tools: list[str] = field(default_factory=list)  # big programs on dom0's tools disk (vdc)
     drivers: list[str] = field(default_factory=list)  # drivers/<name>: modules in both payloads
+    programs: list[str] = field(default_factory=list)  # guest/<name>.c: /pvkit/bin, both guests
     native_kernel: str = "domU"  # [native] kernel: the profile a native boot runs
     native_scratch_mb: int = 0  # [native] scratch_mb: a blank virtio disk (after the tools disk)
 
@@ -151,6 +152,7 @@ def load(path: Path) -> Scenario:
         needs=_want(path, text, data, "needs", list, []),
         tools=_want(path, text, data, "tools", list, []),
         drivers=_want(path, text, data, "drivers", list, []),
+        programs=_want(path, text, data, "programs", list, []),
         native_kernel=native_kernel,
         native_scratch_mb=_want(path, text, native, "scratch_mb", int, 0),
     )
