@@ -265,6 +265,24 @@ def cmd_blkbench(args: argparse.Namespace) -> int:
     return _show_report(args, data, blkbench.terminal, "blk.png")
 
 
+def cmd_iobench(args: argparse.Namespace) -> int:
+    from pvkit import blkbench, iobench, netbench
+
+    suites = {"blk": [blkbench.SUITE], "net": [netbench.SUITE],
+              "all": [blkbench.SUITE, netbench.SUITE]}[args.what]
+    clocks = ("icount", "realtime") if args.clock == "both" else (args.clock,)
+    results = iobench.run_suites(suites, iobench.Options(
+        repeats=args.repeats, scale=args.scale, clocks=clocks,
+        out=Path(args.out) if args.out else None))
+    if args.json:
+        _print_json(results)
+        return 0
+    for suite, data in zip(suites, results, strict=True):
+        print(iobench.terminal(suite, data))
+        print(f"\nreport: {data['dir']}/report.md  ({suite.plot_file}, results.json beside it)\n")
+    return 0
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from pvkit.gen import proto
 
@@ -283,6 +301,15 @@ def _add_boot_options(p: argparse.ArgumentParser) -> None:
                    help="auto: KVM only if a probe boot of the kernel works, else TCG")
     p.add_argument("--icount", action="store_true",
                    help="deterministic guest time (QEMU -icount shift=0,sleep=off; TCG)")
+    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_iobench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=float, default=0.1, help="fio size: 256 MiB x scale, "
+                   "clamped to 64..128 MiB (the block suite)")
+    p.add_argument("--clock", choices=("icount", "realtime", "both"), default="both")
     p.add_argument("--out", help="results directory (default: in the cache)")
     p.add_argument("--json", action="store_true")
 
@@ -387,14 +414,15 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("blkbench", help="fio over pvblk vs upstream xen-blkfront/blkback, "
-                       "virtio-blk natively as the ceiling")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--scale", type=float, default=0.1, help="fio size: 256 MiB x scale, "
-                   "clamped to 64..128 MiB")
-    p.add_argument("--clock", choices=("icount", "realtime", "both"), default="both")
-    p.add_argument("--out", help="results directory (default: in the cache)")
-    p.add_argument("--json", action="store_true")
+                       "virtio-blk natively as the ceiling (= iobench --what blk)")
+    _add_iobench_options(p)
     p.set_defaults(func=cmd_blkbench)
+
+    p = sub.add_parser("iobench", help="the split drivers against the upstream pairs: fio over "
+                       "pvblk (blk), iperf3 over pvnet (net), or both (all)")
+    p.add_argument("--what", choices=("blk", "net", "all"), default="all")
+    _add_iobench_options(p)
+    p.set_defaults(func=cmd_iobench)
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")

@@ -155,6 +155,32 @@ pvk_iperf() {
 	done
 }
 
+# pvk_iperf_jobs SERVER PREFIX [K]: the network bench jobs against an iperf3 server (port
+# 5201), 3 s of guest time each: TCP to the server and from it (-R), Mbit/s at the receiver;
+# UDP with 64-byte payloads sent flat out, thousand datagrams per second received; metrics
+# PREFIXiperf3_tcp_tx.rK, PREFIXiperf3_tcp_rx.rK, PREFIXiperf3_udp_64.rK for repeat K, or for
+# K = 1..$PVK_REPEATS
+pvk_iperf_jobs() {
+	_k=${3:-1}
+	while [ "$_k" -le "${3:-${PVK_REPEATS:-3}}" ]; do
+		for _job in tcp_tx tcp_rx; do
+			_args=
+			[ "$_job" = tcp_rx ] && _args=-R
+			# shellcheck disable=SC2086
+			_r=$(iperf3 -c "$1" -p 5201 -t 3 -f m $_args | awk '/receiver/ { print $(NF-2) }')
+			[ -n "$_r" ] || { echo "iperf3 $_job to $1 gave no result"; return 1; }
+			echo "metric ${2}iperf3_$_job.r$_k $_r Mbit/s"
+		done
+		_r=$(iperf3 -c "$1" -p 5201 -t 3 -u -l 64 -b 0 | awk '/receiver/ {
+			for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) { split($i, n, "/") }
+			for (i = 1; i <= NF; i++) if ($i == "sec") { split($(i-1), t, "-") }
+			if (t[2] > 0) printf "%.2f", (n[2] - n[1]) / t[2] / 1000 }')
+		[ -n "$_r" ] || { echo "iperf3 udp_64 to $1 gave no result"; return 1; }
+		echo "metric ${2}iperf3_udp_64.r$_k $_r kpps"
+		_k=$((_k + 1))
+	done
+}
+
 # pvstat: run a command between a counter reset and a read; print each op the command
 # caused as `metric pvstat.<op> <calls> calls` (kernel booted with "pvstat")
 pvk_pvstat() {
