@@ -1405,9 +1405,13 @@ static void pvnet_back_frontend_changed(struct xenbus_device *dev,
 	case PVNET_XB_INITIALISED:
 		break;
 	case PVNET_XB_CONNECTED:
-		if (be->state == PVNET_XB_CONNECTED)
-			break;
-		pvnet_back_set_state(be, PVNET_XB_CONNECTED);
+		/*
+		 * Only from InitWait: after Closing (the toolstack's, or ours for a
+		 * hostile frontend) the frontend starts over from Initialising, and
+		 * a late event must not map its old rings again.
+		 */
+		if (be->state == PVNET_XB_INITWAIT)
+			pvnet_back_set_state(be, PVNET_XB_CONNECTED);
 		break;
 	case PVNET_XB_RECONFIGURING:
 		xenbus_switch_state(dev, (enum xenbus_state)8);	/* Reconfigured */

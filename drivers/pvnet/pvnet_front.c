@@ -1229,12 +1229,12 @@ static void pvnet_backend_changed(struct xenbus_device *dev, enum xenbus_state b
 			xenbus_switch_state(dev, PVNET_XB_CONNECTED);
 		break;
 	case PVNET_XB_CONNECTED:
-		/* a backend may skip InitWait */
-		if (dev->state == PVNET_XB_INITIALISING) {
-			if (pvnet_talk_to_backend(np))
-				break;
-			xenbus_switch_state(dev, PVNET_XB_CONNECTED);
-		}
+		/*
+		 * Rings are set up at InitWait only, as netfront does: a backend
+		 * still Connected to our previous rings (an unbind, a reconnect it
+		 * has not seen yet) goes through InitWait once it sees us
+		 * Initialising.
+		 */
 		if (dev->state == PVNET_XB_CONNECTED)
 			pvnet_backend_up(np);
 		break;
