@@ -1298,6 +1298,12 @@ static int pvnet_back_connect(struct pvnet_back *be)
 	}
 	pvnet_back_read_features(be);
 
+	/*
+	 * A new connection starts trusted: clear the verdict on the previous one
+	 * before the new event channel can fire (its handler gives a disabled
+	 * interface no EOI, which would mask the channel for good).
+	 */
+	WRITE_ONCE(be->disabled, false);
 	err = pvnet_back_map(be, tx_ref, rx_ref);
 	if (!err)
 		err = pvnet_back_bind(be);
@@ -1312,7 +1318,6 @@ static int pvnet_back_connect(struct pvnet_back *be)
 		dev_set_mtu(ndev, ETH_DATA_LEN);
 	rtnl_unlock();
 
-	WRITE_ONCE(be->disabled, false);
 	be->connected = true;
 	napi_enable(&be->napi);
 	if (netif_running(ndev)) {
