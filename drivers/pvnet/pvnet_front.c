@@ -1293,12 +1293,13 @@ static void pvnet_remove(struct xenbus_device *dev)
 	struct net_device *ndev = np->netdev;
 
 	debugfs_remove_recursive(np->debugfs);
-	if (ndev->reg_state == NETREG_REGISTERED)
-		unregister_netdev(ndev);	/* closes it: no xmit, no NAPI */
+	/* while registered: the carrier change queues a linkwatch event on it */
 	mutex_lock(&np->mutex);
 	pvnet_disconnect(np);
 	mutex_unlock(&np->mutex);
 	cancel_delayed_work_sync(&np->fatal_work);
+	if (ndev->reg_state == NETREG_REGISTERED)
+		unregister_netdev(ndev);
 	netif_napi_del(&np->napi);
 	pvnet_free_pages(np);
 	dev_set_drvdata(&dev->dev, NULL);
