@@ -153,6 +153,7 @@ static const char * const pvnet_back_stat_names[PVNET_ST_COUNT] = {
 	[PVNET_ST_RX_STALLS] = "rx_stalls",
 	[PVNET_ST_REJECTED] = "rejected",
 	[PVNET_ST_HOSTILE] = "hostile",
+	[PVNET_ST_REJ_BASE + PVNET_VERR_RING] = "rejected_ring",
 	[PVNET_ST_REJ_BASE + PVNET_VERR_CHAIN] = "rejected_chain",
 	[PVNET_ST_REJ_BASE + PVNET_VERR_EXTRA_TYPE] = "rejected_extra_type",
 	[PVNET_ST_REJ_BASE + PVNET_VERR_EXTRA_DUP] = "rejected_extra_dup",
