@@ -158,16 +158,16 @@ def test_kvm_probe_record_survives_concurrent_probes(monkeypatch: pytest.MonkeyP
 
 def test_pvbench_compiles_through_a_private_temporary(monkeypatch: pytest.MonkeyPatch,
                                                      isolated_cache: Path) -> None:
-    from pvkit import bench
+    from pvkit import bench, programs
 
     outputs: list[str] = []
-    real_run = bench.subprocess.run
+    real_run = programs.subprocess.run
 
     def spy(cmd: list[str], **kw: object) -> object:
         outputs.append(cmd[cmd.index("-o") + 1])
         return real_run(cmd, **kw)
 
-    monkeypatch.setattr(bench.subprocess, "run", spy)
+    monkeypatch.setattr(programs.subprocess, "run", spy)
     first = bench.compile_pvbench()
     first.unlink()
     assert bench.compile_pvbench() == first and first.is_file()

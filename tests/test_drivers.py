@@ -23,9 +23,22 @@ def test_module_names_from_kbuild() -> None:
     assert drivers.module_names(text) == ["a-front", "b", "c"]
 
 
-def test_pvblk_kbuild_names_both_ends() -> None:
-    kbuild = (drivers.DRIVERS_DIR / "pvblk" / "Kbuild").read_text()
-    assert drivers.module_names(kbuild) == ["pvblk-front", "pvblk-back"]
+@pytest.mark.parametrize("name", ["pvblk", "pvnet"])
+def test_kbuild_names_both_ends(name: str) -> None:
+    kbuild = (drivers.DRIVERS_DIR / name / "Kbuild").read_text()
+    assert drivers.module_names(kbuild) == [f"{name}-front", f"{name}-back"]
+
+
+def test_every_driver_is_available() -> None:
+    assert {"pvblk", "pvnet"} <= set(drivers.available())
+
+
+def test_validator_is_in_the_backend_only() -> None:
+    """The validator is one C file compiled into the backend module (and the fuzz harness)."""
+    for name in ("pvblk", "pvnet"):
+        kbuild = (drivers.DRIVERS_DIR / name / "Kbuild").read_text()
+        assert f"{name}-back-y := {name}_back.o {name}_validate.o" in kbuild
+        assert f"{name}_validate" not in kbuild.split(f"{name}-front-y")[1].split("\n")[0]
 
 
 def test_sources_are_kbuild_and_c_files() -> None:

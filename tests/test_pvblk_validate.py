@@ -30,7 +30,7 @@ SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 FUZZ_REQUESTS = 1_000_000
 U64 = 2**64
 
-USER_INC = Path(__file__).parent / "data" / "pvblk"  # pvblk_user.h
+USER_INC = Path(__file__).parent / "data" / "include"  # pvkit_user.h
 
 
 def _header_enum() -> dict[str, int]:

@@ -61,32 +61,42 @@ def test_pvblk_sources_are_checkpatch_strict_clean() -> None:
     assert drivers.checkpatch("pvblk", root) == []
 
 
-def test_intree_patch_applies_and_builds(kernels: dict[str, build.Build],
+INTREE = {"pvblk": ("drivers/block", {"PVBLK_FRONTEND": "XEN", "PVBLK_BACKEND": "XEN_BACKEND"}),
+          "pvnet": ("drivers/net", {"PVNET_FRONTEND": "XEN", "PVNET_BACKEND": "XEN_BACKEND"})}
+
+
+@pytest.mark.parametrize("name", sorted(INTREE))
+def test_intree_patch_applies_and_builds(name: str, kernels: dict[str, build.Build],
                                          tmp_path: Path) -> None:
+    subdir, deps = INTREE[name]
     src = source.resolve(None)
-    text = intree.render("pvblk", patches.pristine_reader(src))
-    patch_file = tmp_path / "pvblk.patch"
+    text = intree.render(name, patches.pristine_reader(src))
+    patch_file = tmp_path / f"{name}.patch"
     patch_file.write_text(text)
     dry = subprocess.run(["patch", "-p1", "--dry-run", "-d", str(src.root), "-i",
                           str(patch_file)], capture_output=True, text=True)
     assert dry.returncode == 0, dry.stdout + dry.stderr
+    place = intree.placement(drivers.source_dir(name))
+    assert place.dir == subdir
     scratch = tmp_path / "tree"
-    for rel in (intree.KCONFIG, intree.MAKEFILE):
+    for rel in (place.kconfig, place.makefile):
         (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
         (scratch / rel).write_text(patches.pristine_reader(src)(rel))
     subprocess.run(["patch", "-p1", "-d", str(scratch), "-i", str(patch_file)], check=True,
                    capture_output=True)
-    kdir = scratch / "drivers/block/pvblk"
+    assert f'source "{subdir}/{name}/Kconfig"' in (scratch / place.kconfig).read_text()
+    kdir = scratch / subdir / name
     kconf = kconfiglib.Kconfig(str(kdir / "Kconfig"), warn=False)
-    assert {"PVBLK_FRONTEND", "PVBLK_BACKEND"} <= set(kconf.syms)
-    assert kconfiglib.expr_str(kconf.syms["PVBLK_BACKEND"].direct_dep) == "XEN_BACKEND"
-    assert kconfiglib.expr_str(kconf.syms["PVBLK_FRONTEND"].direct_dep) == "XEN"
+    assert set(deps) <= set(kconf.syms)
+    for symbol, dep in deps.items():
+        assert kconfiglib.expr_str(kconf.syms[symbol].direct_dep) == dep
     # the in-tree Makefile (not pvkit's Kbuild) builds both modules against the dom0 kernel
     proc = subprocess.run(["make", "-C", str(kernels["dom0"].dir), f"M={kdir}",
-                           "CONFIG_PVBLK_FRONTEND=m", "CONFIG_PVBLK_BACKEND=m", "modules"],
+                           *(f"CONFIG_{symbol}=m" for symbol in deps), "modules"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (kdir / "pvblk-front.ko").is_file() and (kdir / "pvblk-back.ko").is_file()
+    for module in drivers.module_names((drivers.source_dir(name) / "Kbuild").read_text()):
+        assert (kdir / f"{module}.ko").is_file(), module
 
 
 def test_pvblk_scenario_three_pairings(kernels: dict[str, build.Build], tmp_path: Path) -> None:

@@ -7,7 +7,7 @@
  * Each struct pvblk_X has exactly the layout of the kernel's struct blkif_X
  * (include/xen/interface/io/blkif.h) on x86_64; the static_asserts at
  * the end pin every offset and size. Builds in the kernel (<linux/types.h>) and
- * in user space (with tests/data/pvblk/pvblk_user.h).
+ * in user space (with tests/data/include/pvkit_user.h).
  */
 
 #ifndef _PVBLK_PROTO_H
@@ -18,7 +18,7 @@
 #include <linux/stddef.h>
 #include <linux/types.h>
 #else
-#include "pvblk_user.h" /* user-space stand-ins, for tests (tests/data/pvblk) */
+#include "pvkit_user.h" /* user-space stand-ins, for tests (tests/data/include) */
 #endif /* __KERNEL__ */
 
 /* Request operations (the request's `operation` byte). */

@@ -9,17 +9,13 @@ ratio to native (or, for split-driver I/O, to dom0's own device).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 import statistics
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvkit import progress, run
+from pvkit import programs, progress, run
 from pvkit.errors import PvkitError
 from pvkit.paths import PACKAGE_DIR, SCENARIOS_DIR, cache_subdir
 from pvkit.util import read_json, write_json
@@ -89,22 +85,7 @@ class Options:
 
 def compile_pvbench() -> Path:
     """pvbench, statically linked, cached by the hash of its source."""
-    digest = hashlib.sha256(PVBENCH_SRC.read_bytes()).hexdigest()[:16]
-    out = cache_subdir("bench") / f"pvbench-{digest}"
-    if not out.exists():
-        # a private temporary name: two benches compiling at once must not share one
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            proc = subprocess.run(["gcc", "-O2", "-static", "-Wall", "-Wextra", "-o",
-                                   str(tmp), str(PVBENCH_SRC)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise PvkitError(f"cannot compile {PVBENCH_SRC}: {proc.stderr.strip()[:300]}")
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return out
+    return programs.compile_static(PVBENCH_SRC)
 
 
 def metrics(doc: dict[str, Any] | None) -> dict[str, list[float]]:

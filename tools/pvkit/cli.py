@@ -290,11 +290,29 @@ def cmd_blkbench(args: argparse.Namespace) -> int:
     return _show_report(args, data, blkbench.terminal, "blk.png")
 
 
-def cmd_gen(args: argparse.Namespace) -> int:
-    from pvkit.gen import blkif
+def cmd_iobench(args: argparse.Namespace) -> int:
+    from pvkit import blkbench, iobench, netbench
 
-    blkif.generate()
-    print(f"{blkif.C_OUT}\n{blkif.PY_OUT}")
+    suites = {"blk": [blkbench.SUITE], "net": [netbench.SUITE],
+              "all": [blkbench.SUITE, netbench.SUITE]}[args.what]
+    clocks = ("icount", "realtime") if args.clock == "both" else (args.clock,)
+    results = iobench.run_suites(suites, iobench.Options(
+        repeats=args.repeats, scale=args.scale, clocks=clocks,
+        out=Path(args.out) if args.out else None))
+    if args.json:
+        _print_json(results)
+        return 0
+    for suite, data in zip(suites, results, strict=True):
+        print(iobench.terminal(suite, data))
+        print(f"\nreport: {data['dir']}/report.md  ({suite.plot_file}, results.json beside it)\n")
+    return 0
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    from pvkit.gen import proto
+
+    for path in proto.generate_all():
+        print(path)
     return 0
 
 
@@ -388,6 +406,15 @@ def _add_boot_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def _add_iobench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=float, default=0.1, help="fio size: 256 MiB x scale, "
+                   "clamped to 64..128 MiB (the block suite)")
+    p.add_argument("--clock", choices=("icount", "realtime", "both"), default="both")
+    p.add_argument("--out", help="results directory (default: in the cache)")
+    p.add_argument("--json", action="store_true")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pvkit", description=__doc__)
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -444,13 +471,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpatch", action="store_true",
                    help="run the kernel's scripts/checkpatch.pl --strict on the sources")
     p.add_argument("--intree-patch", nargs="?", const="-", metavar="FILE",
-                   help="render the in-tree integration patch (drivers/block/<name>, Kconfig, "
-                   "Makefile) for the kernel tree, to FILE or the cache")
+                   help="render the in-tree integration patch (drivers/<name> into the tree "
+                   "directory its intree.toml names, with Kconfig and Makefile), to FILE or the "
+                   "cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drivers)
 
-    p = sub.add_parser("gen", help="generate the blkif protocol header and Python mirror "
-                       "from drivers/pvblk/blkif.spec.toml")
+    p = sub.add_parser("gen", help="generate each protocol's C header and Python mirror from "
+                       "its spec, drivers/*/*.spec.toml (blkif, netif)")
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("images", help="assemble Xen, the dom0 image and the domU initramfs")
@@ -485,13 +513,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("blkbench", help="fio over pvblk vs upstream xen-blkfront/blkback, "
-                       "virtio-blk natively as the ceiling")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--scale", type=float, default=0.1, help="fio size: 256 MiB x scale, "
-                   "clamped to 64..128 MiB")
-    p.add_argument("--clock", choices=("icount", "realtime", "both"), default="both")
-    p.add_argument("--out", help="results directory (default: in the cache)")
-    p.add_argument("--json", action="store_true")
+                       "virtio-blk natively as the ceiling (= iobench --what blk)")
+    _add_iobench_options(p)
     p.set_defaults(func=cmd_blkbench)
 
     p = sub.add_parser("matrix", help="the CI matrix (kernel builds and boot cells) derived "
@@ -542,6 +565,12 @@ def parser() -> argparse.ArgumentParser:
     _add_tree(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("iobench", help="the split drivers against the upstream pairs: fio over "
+                       "pvblk (blk), iperf3 over pvnet (net), or both (all)")
+    p.add_argument("--what", choices=("blk", "net", "all"), default="all")
+    _add_iobench_options(p)
+    p.set_defaults(func=cmd_iobench)
 
     p = sub.add_parser("run", help="build what is missing, then run scenarios (default: all)")
     p.add_argument("--scenario", action="append")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pvkit import build as build_mod
-from pvkit import console, images, junit, ktap, procs, progress, qemu, scenarios
+from pvkit import console, images, junit, ktap, procs, programs, progress, qemu, scenarios
 from pvkit import drivers as drivers_mod
 from pvkit import source as source_mod
 from pvkit.console import Monitor
@@ -92,7 +92,7 @@ def prepare(scn: scenarios.Scenario, opts: Options, workdir: Path,
         scn = dataclasses.replace(scn, domu_cmdline=f"{scn.domu_cmdline} {opts.domu_cmdline}")
     if opts.domu_type:
         scn = dataclasses.replace(scn, domu_type=opts.domu_type)
-    shared = payload_extras(opts)
+    shared = {**payload_extras(opts), **programs.payload(scn.programs)}
     base_initrd = images.domu_initramfs(domu, tuple(scn.needs))
     domu_files: dict[str, str | bytes] = {**scenarios.render_domu(scn), **shared,
                                           **drivers_mod.payload(modules["domU"])}

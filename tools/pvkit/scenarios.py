@@ -18,7 +18,7 @@ from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR, require
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
-            "tools", "drivers", "native"}
+            "tools", "drivers", "native", "programs"}
 NATIVE_KEYS = {"kernel", "scratch_mb"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup", "type"}
 DOMU_TYPES = ("pv", "pvh", "hvm")
@@ -60,6 +60,7 @@ class Scenario:
     needs: list[str] = field(default_factory=list)  # extra guest programs, e.g. "iperf3"
     tools: list[str] = field(default_factory=list)  # big programs on dom0's tools disk (vdc)
     drivers: list[str] = field(default_factory=list)  # drivers/<name>: modules in both payloads
+    programs: list[str] = field(default_factory=list)  # guest/<name>.c: /pvkit/bin, both guests
     native_kernel: str = "domU"  # [native] kernel: the profile a native boot runs
     native_scratch_mb: int = 0  # [native] scratch_mb: a blank virtio disk (after the tools disk)
 
@@ -243,6 +244,7 @@ def load(path: Path) -> Scenario:
         needs=_want(w, "", data, "needs", list, [], item=str),
         tools=_want(w, "", data, "tools", list, [], item=str),
         drivers=_drivers(w, _want(w, "", data, "drivers", list, [], item=str)),
+        programs=_want(w, "", data, "programs", list, [], item=str),
         native_kernel=native_kernel,
         native_scratch_mb=_want(w, "native", native, "scratch_mb", int, 0),
     )

@@ -171,6 +171,32 @@ pvk_iperf() {
 	done
 }
 
+# pvk_iperf_jobs SERVER PREFIX [K]: the network bench jobs against an iperf3 server (port
+# 5201), 3 s of guest time each: TCP to the server and from it (-R), Mbit/s at the receiver;
+# UDP with 64-byte payloads sent flat out, thousand datagrams per second received; metrics
+# PREFIXiperf3_tcp_tx.rK, PREFIXiperf3_tcp_rx.rK, PREFIXiperf3_udp_64.rK for repeat K, or for
+# K = 1..$PVK_REPEATS
+pvk_iperf_jobs() {
+	_k=${3:-1}
+	while [ "$_k" -le "${3:-${PVK_REPEATS:-3}}" ]; do
+		for _job in tcp_tx tcp_rx; do
+			_args=
+			[ "$_job" = tcp_rx ] && _args=-R
+			# shellcheck disable=SC2086
+			_r=$(iperf3 -c "$1" -p 5201 -t 3 -f m $_args | awk '/receiver/ { print $(NF-2) }')
+			[ -n "$_r" ] || { echo "iperf3 $_job to $1 gave no result"; return 1; }
+			echo "metric ${2}iperf3_$_job.r$_k $_r Mbit/s"
+		done
+		_r=$(iperf3 -c "$1" -p 5201 -t 3 -u -l 64 -b 0 | awk '/receiver/ {
+			for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) { split($i, n, "/") }
+			for (i = 1; i <= NF; i++) if ($i == "sec") { split($(i-1), t, "-") }
+			if (t[2] > 0) printf "%.2f", (n[2] - n[1]) / t[2] / 1000 }')
+		[ -n "$_r" ] || { echo "iperf3 udp_64 to $1 gave no result"; return 1; }
+		echo "metric ${2}iperf3_udp_64.r$_k $_r kpps"
+		_k=$((_k + 1))
+	done
+}
+
 # pvstat: run a command between a counter reset and a read; print each op the command
 # caused as `metric pvstat.<op> <calls> calls` (kernel booted with "pvstat")
 pvk_pvstat() {
@@ -220,68 +246,168 @@ pvk_pvstat_each() {
 	done
 }
 
-# --- split block devices, created the way the toolstack does (dom0) ---
+# --- split devices, created the way the toolstack (libxl) does (dom0) ---
 
 # sets _d (the domU's domid), _fe and _be (the frontend and backend XenStore paths) from
 # FTYPE BTYPE ID
-_pvk_blk_nodes() {
+_pvk_dev_nodes() {
 	_d=$(pvk_domid) || return 1
 	_fe=/local/domain/$_d/device/$1/$3
 	_be=/local/domain/0/backend/$2/$_d/$3
 }
 
-# pvk_blk_attach FTYPE BTYPE ID FILE [MODE]: give the domU a disk backed by FILE: the frontend
-# node device/FTYPE/ID (pvblk or vbd) and the backend node backend/BTYPE/DOMID/ID (pvblk:
-# pvblk-back serves FILE itself; vbd: xen-blkback serves a loop device over FILE), with the
-# permissions libxl gives them; the `state` nodes are written last, when the rest is in place
-pvk_blk_attach() {
-	_pvk_blk_nodes "$@" || return 1
-	_params=$4
-	_phys=
-	if [ "$2" = vbd ]; then
-		_params=$(losetup -f --show "$4") || return 1
-		_phys=$(stat -L -c '%t:%T' "$_params")
-	fi
+# after _pvk_dev_nodes: the frontend and backend directories with libxl's permissions (the
+# domU owns its frontend, dom0 its backend, each may read the other) and the keys every
+# device has; the caller adds its own keys, then _pvk_dev_start
+_pvk_dev_create() {
 	xenstore-exists "/local/domain/$_d/device/$1" || {
 		xenstore-write "/local/domain/$_d/device/$1" ""
 		xenstore-chmod "/local/domain/$_d/device/$1" "n$_d" r0
 	}
 	xenstore-write "$_be" ""
 	xenstore-chmod "$_be" n0 "r$_d"
-	xenstore-write "$_be/frontend" "$_fe" "$_be/frontend-id" "$_d" "$_be/online" 1 \
-		"$_be/params" "$_params" "$_be/mode" "${5:-w}" "$_be/type" phy \
-		"$_be/device-type" disk "$_be/removable" 0 "$_be/dev" "$1-$3"
-	[ -n "$_phys" ] && xenstore-write "$_be/physical-device" "$_phys"
+	xenstore-write "$_be/frontend" "$_fe" "$_be/frontend-id" "$_d" "$_be/online" 1
 	xenstore-write "$_fe" ""
 	xenstore-chmod "$_fe" "n$_d" r0
-	xenstore-write "$_fe/backend" "$_be" "$_fe/backend-id" 0 "$_fe/virtual-device" "$3" \
-		"$_fe/device-type" disk
-	# frontend first: xen-blkback unregisters a device whose frontend has no state yet
-	xenstore-write "$_fe/state" 1
-	xenstore-write "$_be/state" 1
-	echo "attached $1/$3 <-> $2 backend $_be ($_params)"
+	xenstore-write "$_fe/backend" "$_be" "$_fe/backend-id" 0
 }
 
-# pvk_blk_detach FTYPE BTYPE ID: hot-unplug as `xl block-detach` does: the backend goes
-# offline and Closing, both ends close, then the nodes are removed
-pvk_blk_detach() {
-	_pvk_blk_nodes "$@" || return 1
-	_params=$(xenstore-read "$_be/params" 2> /dev/null)
+# the `state` nodes, written last, when the rest is in place; frontend first: xen-blkback
+# unregisters a device whose frontend has no state yet
+_pvk_dev_start() {
+	xenstore-write "$_fe/state" 1
+	xenstore-write "$_be/state" 1
+}
+
+# pvk_dev_detach FTYPE BTYPE ID: hot-unplug as `xl block-detach`/`network-detach` do: the
+# backend goes offline and Closing, both ends close, then the nodes are removed
+pvk_dev_detach() {
+	_pvk_dev_nodes "$@" || return 1
 	xenstore-write "$_be/online" 0 "$_be/state" 5
 	pvk_wait 30 sh -c "[ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 6 ] || ! xenstore-exists $_be" \
 		|| echo "backend $_be did not reach Closed (state $(xenstore-read "$_be/state" 2> /dev/null))"
 	xenstore-rm "$_be" "$_fe" 2> /dev/null
-	case $_params in /dev/loop*) losetup -d "$_params" ;; esac
 	echo "detached $1/$3"
+}
+
+# pvk_blk_attach FTYPE BTYPE ID FILE [MODE]: give the domU a disk backed by FILE: the frontend
+# node device/FTYPE/ID (pvblk or vbd) and the backend node backend/BTYPE/DOMID/ID (pvblk:
+# pvblk-back serves FILE itself; vbd: xen-blkback serves a loop device over FILE)
+pvk_blk_attach() {
+	_pvk_dev_nodes "$@" || return 1
+	_params=$4
+	_phys=
+	if [ "$2" = vbd ]; then
+		_params=$(losetup -f --show "$4") || return 1
+		_phys=$(stat -L -c '%t:%T' "$_params")
+	fi
+	_pvk_dev_create "$1"
+	xenstore-write "$_be/params" "$_params" "$_be/mode" "${5:-w}" "$_be/type" phy \
+		"$_be/device-type" disk "$_be/removable" 0 "$_be/dev" "$1-$3"
+	[ -n "$_phys" ] && xenstore-write "$_be/physical-device" "$_phys"
+	xenstore-write "$_fe/virtual-device" "$3" "$_fe/device-type" disk
+	_pvk_dev_start
+	echo "attached $1/$3 <-> $2 backend $_be ($_params)"
+}
+
+# pvk_blk_detach FTYPE BTYPE ID: pvk_dev_detach, and the loop device goes
+pvk_blk_detach() {
+	_pvk_dev_nodes "$@" || return 1
+	_params=$(xenstore-read "$_be/params" 2> /dev/null)
+	pvk_dev_detach "$@"
+	case $_params in /dev/loop*) losetup -d "$_params" ;; esac
+}
+
+# the backend's network interface for a vif: vif<domid>.<id> (xen-netback, or pvnet-back with
+# devtype=vif), pvnetb<domid>.<id> (pvnet-back)
+_pvk_vif_name() {
+	case $1 in
+	vif) echo "vif$2.$3" ;;
+	*) echo "${1}b$2.$3" ;;
+	esac
+}
+
+# pvk_net_attach FTYPE BTYPE ID MAC BRIDGE: give the domU a network interface on BRIDGE, as
+# libxl_nic does: frontend node device/FTYPE/ID (pvnet or vif) with handle, mac; backend node
+# backend/BTYPE/DOMID/ID (vif: xen-netback, pvnet: pvnet-back) with mac, bridge, handle,
+# script, type and an empty hotplug-status (the backend connects only once the hotplug
+# script set it to "connected"); then, once the backend waits in InitWait, runs the hotplug
+# script (vif-bridge online) on its interface as libxl does
+pvk_net_attach() {
+	_pvk_dev_nodes "$@" || return 1
+	_pvk_dev_create "$1"
+	xenstore-write "$_be/mac" "$4" "$_be/bridge" "$5" "$_be/handle" "$3" \
+		"$_be/script" /etc/xen/scripts/vif-bridge "$_be/type" vif "$_be/hotplug-status" ""
+	xenstore-write "$_fe/handle" "$3" "$_fe/mac" "$4" "$_fe/trusted" 1
+	_pvk_dev_start
+	pvk_net_hotplug "$@"
+}
+
+# pvk_net_hotplug FTYPE BTYPE ID: wait for the backend's InitWait and its interface, then run
+# vif-bridge online (it bridges the interface and writes hotplug-status "connected")
+pvk_net_hotplug() {
+	_pvk_dev_nodes "$@" || return 1
+	_if=$(_pvk_vif_name "$2" "$_d" "$3")
+	pvk_wait 30 sh -c "[ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 2 ] && [ -e /sys/class/net/$_if ]" \
+		|| { echo "backend $_be: no InitWait or no $_if"; return 1; }
+	XENBUS_PATH=$_be vif=$_if /etc/xen/scripts/vif-bridge online || {
+		echo "vif-bridge online failed for $_if"; return 1; }
+	echo "attached $1/$3 <-> $2 backend $_be ($_if on $(xenstore-read "$_be/bridge"))"
+}
+
+# pvk_net_detach FTYPE BTYPE ID: pvk_dev_detach, then vif-bridge offline as libxl runs it
+pvk_net_detach() {
+	_pvk_dev_nodes "$@" || return 1
+	_if=$(_pvk_vif_name "$2" "$_d" "$3")
+	_bridge=$(xenstore-read "$_be/bridge" 2> /dev/null)
+	pvk_dev_detach "$@"
+	if [ -n "$_bridge" ] && [ -e "/sys/class/net/$_if" ]; then
+		ip link set "$_if" nomaster 2> /dev/null
+		ip link set "$_if" down 2> /dev/null
+	fi
+	return 0
+}
+
+# pvk_wait_connected FTYPE BTYPE ID [SECONDS]: both ends of a device reach Connected (4)
+pvk_wait_connected() {
+	_pvk_dev_nodes "$@" || return 1
+	pvk_wait "${4:-60}" sh -c "[ \"\$(xenstore-read $_fe/state 2> /dev/null)\" = 4 ] && [ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 4 ]" || {
+		echo "$1/$3: frontend state $(xenstore-read "$_fe/state" 2> /dev/null), backend state $(xenstore-read "$_be/state" 2> /dev/null)"
+		return 1
+	}
+}
+
+# domU: the child of a xenbus device (e.g. vif-2, pvnet-1, vbd-51712) in a sysfs class
+# directory (/sys/block, /sys/class/net)
+_pvk_xenbus_child() {
+	for _b in "$1"/*; do
+		_x=$(readlink "$_b/device" 2> /dev/null) || continue
+		[ "${_x##*/}" = "$2" ] && { echo "${_b##*/}"; return 0; }
+	done
+	return 1
 }
 
 # domU: the block device (e.g. xvda, pvblk0) of a xenbus device (e.g. vbd-51712, pvblk-1)
 pvk_disk() {
-	for _b in /sys/block/*; do
-		_x=$(readlink "$_b/device" 2> /dev/null) || continue
-		[ "${_x##*/}" = "$1" ] && { echo "${_b##*/}"; return 0; }
-	done
-	return 1
+	_pvk_xenbus_child /sys/block "$1"
+}
+
+# domU: the network interface (e.g. eth1) of a xenbus device (e.g. vif-2, pvnet-1)
+pvk_nic() {
+	_pvk_xenbus_child /sys/class/net "$1"
+}
+
+# domU: pvk_nic_up XENBUS_DEV ADDR/PREFIX [SECONDS]: wait for the device's interface, give it
+# the address, bring it up and wait for its carrier (the backend connected)
+pvk_nic_up() {
+	pvk_wait "${3:-60}" sh -c ". /pvkit/lib.sh; pvk_nic $1" || return 1
+	_nic=$(pvk_nic "$1")
+	ip addr flush dev "$_nic"
+	ip addr add "$2" dev "$_nic" || return 1
+	ip link set "$_nic" up || return 1
+	pvk_wait "${3:-60}" sh -c "[ \"\$(cat /sys/class/net/$_nic/carrier 2> /dev/null)\" = 1 ]" || {
+		echo "$1 ($_nic): no carrier"; return 1; }
+	echo "info $1 is $_nic ($(cat "/sys/class/net/$_nic/address")), $2"
 }
 
 # domU: sha256 of a whole block device, read with O_DIRECT (not from the page cache)

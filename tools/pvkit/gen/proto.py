@@ -1,9 +1,32 @@
-"""blkif: the Xen block protocol, described once in drivers/pvblk/blkif.spec.toml.
+"""Xen PV wire protocols, each described once in a spec: drivers/<driver>/<protocol>.spec.toml.
 
-`load_spec` reads and checks the spec and computes every struct's x86_64 layout (C alignment
+One generator serves every spec (blkif for pvblk, netif for pvnet; `specs()` finds them).
+`load_spec` reads and checks a spec and computes every struct's x86_64 layout (C alignment
 rules, `packed` aggregates, nested aggregates flattened to `u.rw.id` paths); `render_c` makes
-the kernel/user-space C header `pvblk_proto.h`, `render_py` the Python mirror
-`pvkit.pvblk_proto`, and `generate` writes both. The spec's format is documented at its top.
+the kernel/user-space C header `drivers/<driver>/<prefix>_proto.h`, `render_py` the Python
+mirror `pvkit.<prefix>_proto`, and `generate` writes both (`generate_all`: every spec;
+`pvkit gen` runs it).
+
+Spec format
+  [meta]        protocol: the protocol's name (the kernel's io/<protocol>.h);
+                prefix: C names (struct <prefix>_<name>, <PREFIX>_<CONSTANT>) and the output
+                file names; kernel_prefix: the kernel's names for the same structs
+                (struct <kernel_prefix>_<name>); abi: "x86_64"
+  [typedefs]    the protocol's typedefs, expanded to their base type in generated code
+  [[constants]] a group of constants; each has `value` (an integer or a string) or `expr`
+                (integer arithmetic over earlier constants: + - * // << >> | &,
+                sizeof(<struct>), max(a, b), rounddown_pow2(x)); `kernel` is the kernel's C
+                expression for the same value, if it has one
+  [[struct]]    structs and unions in C order. kind: "struct" (default) or "union"; packed:
+                __attribute__((__packed__)); anonymous: emitted inline where used (like
+                blkif_request's union u); size: the expected sizeof, checked. Field types: u8
+                u16 u32 u64 s8 s16 s32 s64, a typedef, or an earlier struct/union; count:
+                array length (integer or constant name)
+  [[xenstore]]  XenStore keys: C <PREFIX>_XS_<name>; writer: who writes the key
+
+Layout rules (x86_64): scalars are naturally aligned; a packed aggregate puts its members at
+alignment 1 (a member struct keeps its own inner layout and size); an aggregate's size is
+rounded up to its alignment.
 """
 
 from __future__ import annotations
@@ -22,9 +45,7 @@ import jinja2
 from pvkit.errors import PvkitError
 from pvkit.paths import DRIVERS_DIR, PACKAGE_DIR, REPO_ROOT
 
-SPEC_PATH = DRIVERS_DIR / "pvblk" / "blkif.spec.toml"
-C_OUT = DRIVERS_DIR / "pvblk" / "pvblk_proto.h"
-PY_OUT = PACKAGE_DIR / "pvblk_proto.py"
+SPEC_GLOB = "*/*.spec.toml"
 TEMPLATES = Path(__file__).resolve().parent
 
 # base type -> (size, alignment, signed); x86_64
@@ -128,6 +149,11 @@ class Spec:
         """The named (non-anonymous) aggregates: the ones C and the kernel can name."""
         return tuple(a for a in self.aggregates if not a.anonymous)
 
+    @property
+    def c_out(self) -> str:
+        """The generated C header, as named in generated files (beside the spec)."""
+        return f"{Path(self.source).parent.as_posix()}/{self.prefix}_proto.h"
+
     def aggregate(self, name: str) -> Aggregate:
         return next(a for a in self.aggregates if a.name == name)
 
@@ -206,7 +232,7 @@ def load_spec(path: Path) -> Spec:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
-        raise PvkitError(f"{path}: cannot read the blkif spec: {exc.strerror}") from exc
+        raise PvkitError(f"{path}: cannot read the protocol spec: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PvkitError(f"{path}: not valid TOML: {exc}") from exc
     ctx.table(data, "top level", TOP_KEYS, TOP_KEYS - {"xenstore"})
@@ -480,7 +506,8 @@ class _Resolver:
 _BINOPS: dict[type, Callable[[int, int], int]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.FloorDiv: lambda a, b: a // b, ast.LShift: lambda a, b: a << b,
-    ast.RShift: lambda a, b: a >> b,
+    ast.RShift: lambda a, b: a >> b, ast.BitOr: lambda a, b: a | b,
+    ast.BitAnd: lambda a, b: a & b,
 }
 
 
@@ -616,11 +643,11 @@ def _c_structs(spec: Spec) -> list[dict[str, Any]]:
 
 
 def render_c(spec: Spec) -> str:
-    """The C header pvblk_proto.h: constants, XenStore keys, structs, layout assertions."""
+    """The C header <prefix>_proto.h: constants, XenStore keys, structs, layout assertions."""
     groups = [{"doc": g.doc, "consts": [(c.name, _c_const(c), c) for c in g.constants]}
               for g in spec.groups]
     xs = [(x.name, _quoted(x.key), x) for x in spec.xenstore]
-    return _env().get_template("pvblk_proto.h.j2").render(
+    return _env().get_template("proto.h.j2").render(
         spec=spec, P=spec.prefix.upper(), groups=groups, xenstore=xs,
         structs=_c_structs(spec), guard=f"_{spec.prefix.upper()}_PROTO_H")
 
@@ -645,13 +672,37 @@ def render_py(spec: Spec) -> str:
     """The Python mirror module: constants, XenStore keys and field layouts."""
     groups = [{"doc": g.doc, "consts": [(c.name, _py_value(c.value), c) for c in g.constants]}
               for g in spec.groups]
-    return _env().get_template("pvblk_proto_py.j2").render(
+    return _env().get_template("proto_py.j2").render(
         spec=spec, groups=groups, xenstore=spec.xenstore, structs=_py_layouts(spec))
 
 
-def generate(out_c: Path = C_OUT, out_py: Path = PY_OUT, spec_path: Path = SPEC_PATH) -> None:
-    """Regenerate the C header and the Python mirror from the spec."""
+def specs(directory: Path = DRIVERS_DIR) -> list[Path]:
+    """Every protocol spec of the drivers: drivers/<driver>/<protocol>.spec.toml."""
+    return sorted(directory.glob(SPEC_GLOB))
+
+
+def outputs(spec_path: Path) -> tuple[Path, Path]:
+    """(C header, Python mirror) generated from the spec at `spec_path`, by its [meta] prefix."""
     spec = load_spec(spec_path)
+    return (Path(spec_path).parent / f"{spec.prefix}_proto.h",
+            PACKAGE_DIR / f"{spec.prefix}_proto.py")
+
+
+def generate(spec_path: Path, out_c: Path | None = None, out_py: Path | None = None
+             ) -> tuple[Path, Path]:
+    """Regenerate the C header and the Python mirror from one spec; returns their paths."""
+    spec = load_spec(spec_path)
+    default_c, default_py = outputs(spec_path)
+    out_c, out_py = out_c or default_c, out_py or default_py
     c_text, py_text = render_c(spec), render_py(spec)
     Path(out_c).write_text(c_text)
     Path(out_py).write_text(py_text)
+    return Path(out_c), Path(out_py)
+
+
+def generate_all(directory: Path = DRIVERS_DIR) -> list[Path]:
+    """Regenerate the outputs of every spec under `directory`; the files written."""
+    found = specs(directory)
+    if not found:
+        raise PvkitError(f"no protocol spec ({SPEC_GLOB}) under {directory}")
+    return [path for spec in found for path in generate(spec)]

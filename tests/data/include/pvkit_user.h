@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 OR MIT */
 /*
- * User-space stand-ins for the kernel types and helpers pvblk_proto.h and
- * pvblk_validate.c use, so the protocol header and the validator compile on the
- * host for tests and fuzzing. Not part of the driver sources.
+ * User-space stand-ins for the kernel types and helpers that pvkit's generated
+ * protocol headers (drivers/<name>/<name>_proto.h) and the backends' validators
+ * (pvblk_validate.c, pvnet_validate.c) use, so they compile on the host for
+ * tests and fuzzing. Not part of the driver sources.
  */
-#ifndef PVBLK_USER_H
-#define PVBLK_USER_H
+#ifndef PVKIT_USER_H
+#define PVKIT_USER_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -28,4 +31,4 @@ typedef int64_t s64;
 #define sizeof_field(TYPE, MEMBER) sizeof((((TYPE *)0)->MEMBER))
 #endif
 
-#endif /* PVBLK_USER_H */
+#endif /* PVKIT_USER_H */
