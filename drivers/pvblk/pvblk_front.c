@@ -320,6 +320,7 @@ static int pvblk_talk_to_backend(struct pvblk_info *info, enum pvblk_xs_mode mod
 static void pvblk_read_features(struct pvblk_info *info);
 static bool pvblk_valid_sector_size(unsigned int size);
 static int pvblk_alloc_disk(struct pvblk_info *info);
+static void pvblk_connect(struct pvblk_info *info);
 
 /* Called with ring_lock held: restart the queue if the ring has room. */
 static void pvblk_kick_locked(struct pvblk_info *info)
@@ -1857,9 +1858,9 @@ out:
 			err = pvblk_talk_to_backend(info, PVBLK_XS_NORMAL);
 	}
 	WRITE_ONCE(info->xs_test, false);
+	/* the backend's Connected may have come while we drove the handshake */
 	if (!err && xenbus_read_driver_state(dev->otherend) == PVBLK_XB_CONNECTED)
-		/* the backend's Connected may have come while we drove the handshake */
-		xenbus_switch_state(dev, PVBLK_XB_CONNECTED);
+		pvblk_connect(info);
 	mutex_unlock(&info->mutex);
 	if (err)
 		dev_err(&dev->dev, "inject xs: %d\n", err);

@@ -23,9 +23,38 @@ from pvkit.util import write_atomic, write_json
 PLACES = ("virtio", "upstream", "pvblk")
 PLACE_LABELS = {"virtio": "virtio-blk (native, ceiling)", "upstream": "xen-blkfront/blkback",
                 "pvblk": "pvblk-front/back"}
-JOBS = {"fio_seq_read": "seq read 1M", "fio_seq_write": "seq write 1M",
-        "fio_rand_read": "rand read 4K", "fio_rand_write": "rand write 4K"}
-TARGET = 1.2  # issue 5: pvblk >= 1.2x upstream on every fio workload (icount)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fio job, as pvk_fio (guest lib.sh) runs it: O_DIRECT on the whole device."""
+    name: str  # metric: <place>_fio_<name>
+    label: str
+    rw: str
+    bs: str
+    engine: str = "psync"
+    iodepth: int = 1
+    numjobs: int = 1
+
+    @property
+    def spec(self) -> str:
+        """The job as pvk_fio reads it from $PVK_FIO_JOBS."""
+        return ":".join(str(f) for f in (self.name, self.rw, self.bs, self.engine,
+                                         self.iodepth, self.numjobs))
+
+
+_JOBS = (
+    Job("seq_read", "seq read 1M", "read", "1M"),
+    Job("seq_write", "seq write 1M", "write", "1M"),
+    Job("rand_read", "rand read 4K", "randread", "4k"),
+    Job("rand_write", "rand write 4K", "randwrite", "4k"),
+    Job("aio_seq_read", "seq read 1M, qd32 x4", "read", "1M", "libaio", 32, 4),
+    Job("aio_seq_write", "seq write 1M, qd32 x4", "write", "1M", "libaio", 32, 4),
+    Job("aio_rand_read", "rand read 4K, qd32 x4", "randread", "4k", "libaio", 32, 4),
+    Job("aio_rand_write", "rand write 4K, qd32 x4", "randwrite", "4k", "libaio", 32, 4),
+)
+JOBS = {f"fio_{j.name}": j for j in _JOBS}
+TARGET = 1.2  # issue 12: pvblk >= 1.2x upstream on every fio workload (icount)
 
 
 @dataclass(frozen=True)
@@ -37,7 +66,8 @@ class Options:
 
 
 def _boot(scenario: str, clock: str, opts: Options, out: Path) -> dict[str, Any]:
-    env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale)}
+    env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale),
+           "PVK_FIO_JOBS": " ".join(j.spec for j in JOBS.values())}
     return bench.boot(scenario, run.Options(accel="tcg", icount=clock == "icount", env=env,
                                             out=out), f"blkbench {scenario} ({clock})")
 
@@ -63,7 +93,7 @@ def analyse(metrics: dict[str, list[float]]) -> dict[str, Any]:
     for name, values in metrics.items():
         if key := split_place(name):
             place, job = key
-            jobs.setdefault(job, {"label": JOBS[job], "places": {}})["places"][place] = \
+            jobs.setdefault(job, {"label": JOBS[job].label, "places": {}})["places"][place] = \
                 bench.summarize(values)
     for job in jobs.values():
         p = job["places"]
@@ -127,7 +157,8 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
     lines = ["# pvblk vs upstream Xen block drivers", "",
              f"{meta['date']}; QEMU: {meta.get('qemu')}; Xen: {meta.get('xen')}; kernels: "
              f"{meta.get('kernels')}; repeats {meta['repeats']}, scale {meta['scale']}; "
-             "fio O_DIRECT psync, one job; * = spread over 5%. The virtio-blk ceiling is "
+             "fio O_DIRECT: psync with one job, and libaio at iodepth 32 with 4 jobs "
+             "(qd32 x4); * = spread over 5%. The virtio-blk ceiling is "
              "measured in real time only: under icount its host-side I/O makes guest time "
              "jump.", ""]
     for clock, jobs in data["clocks"].items():
@@ -145,14 +176,15 @@ def plot(data: dict[str, Any], out: Path) -> list[str]:
         progress.notice("matplotlib missing: no plot (pip install .[plot])")
         return []
     clocks = list(data["clocks"])
-    fig, axes = plt.subplots(1, len(clocks), figsize=(6 * len(clocks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(clocks), figsize=(9 * len(clocks), 4.5), squeeze=False)
     for ax, clock in zip(axes[0], clocks, strict=True):
         jobs = data["clocks"][clock]
         for i, place in enumerate(PLACES):
             xs = [j + 0.27 * (i - 1) for j in range(len(jobs))]
             ys = [job["places"].get(place, {}).get("median", 0) for job in jobs.values()]
             ax.bar(xs, ys, width=0.27, label=PLACE_LABELS[place])
-        ax.set_xticks(range(len(jobs)), [job["label"] for job in jobs.values()])
+        ax.set_xticks(range(len(jobs)), [job["label"] for job in jobs.values()], rotation=25,
+                      ha="right", fontsize=7)
         ax.set_ylabel("MB/s (higher is better)")
         ax.set_title(f"fio, clock {clock}")
         ax.legend(fontsize=7)
