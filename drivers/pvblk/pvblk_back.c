@@ -53,6 +53,7 @@
 #include <linux/falloc.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/jiffies.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -243,6 +244,8 @@ struct pvblk_back_req {
 	struct pvblk_req_info info;	/* the checked request */
 	u8 op;				/* the operation to answer with */
 	bool copy_failed;		/* a grant copy of its data failed */
+	bool delayed;			/* test hook delay_io: completion held back */
+	unsigned long due;		/* ... until then (jiffies) */
 	int error;			/* of the I/O: 0 or -errno */
 	atomic_t bios;			/* bios in flight */
 	struct kiocb iocb;
@@ -261,6 +264,9 @@ struct pvblk_back_hooks {
 	grant_ref_t ref;
 	struct delayed_work unmap_work;
 	unsigned int held;		/* how many times */
+	unsigned int delay_secs;	/* >0: a slow store, I/O completes this much later */
+	struct list_head delayed;	/* completions held back (done_lock) */
+	struct delayed_work delay_work;
 };
 
 struct pvblk_back_dev {
@@ -574,6 +580,31 @@ static void pvblk_back_hook_unmap_work(struct work_struct *work)
 	pvblk_back_hook_unmap(be);
 }
 
+static void pvblk_back_io_done(struct pvblk_back_req *req);
+
+/* Test hook delay_io: complete what is due, look again later for the rest. */
+static void pvblk_back_hook_delay_work(struct work_struct *work)
+{
+	struct pvblk_back_dev *be = container_of(to_delayed_work(work), struct pvblk_back_dev,
+						 hooks.delay_work);
+	struct pvblk_back_req *r, *n;
+	LIST_HEAD(due);
+	bool more;
+
+	spin_lock_irq(&be->done_lock);
+	list_for_each_entry_safe(r, n, &be->hooks.delayed, node)
+		if (time_after_eq(jiffies, r->due))
+			list_move_tail(&r->node, &due);
+	more = !list_empty(&be->hooks.delayed);
+	if (more)
+		schedule_delayed_work(&be->hooks.delay_work, HZ / 10);
+	spin_unlock_irq(&be->done_lock);
+	list_for_each_entry_safe(r, n, &due, node) {
+		list_del(&r->node);
+		pvblk_back_io_done(r);
+	}
+}
+
 static void pvblk_back_hook_hold(struct pvblk_back_dev *be, grant_ref_t ref)
 {
 	struct pvblk_back_hooks *h = &be->hooks;
@@ -604,9 +635,20 @@ static void pvblk_back_hook_hold(struct pvblk_back_dev *be, grant_ref_t ref)
 static void pvblk_back_io_done(struct pvblk_back_req *req)
 {
 	struct pvblk_back_dev *be = req->be;
+	unsigned int delay = READ_ONCE(be->hooks.delay_secs);
 	unsigned long flags;
 
 	spin_lock_irqsave(&be->done_lock, flags);
+	if (unlikely(delay) && !req->delayed) {
+		/* test hook delay_io: a slow store */
+		req->delayed = true;
+		req->due = jiffies + delay * HZ;
+		list_add_tail(&req->node, &be->hooks.delayed);
+		schedule_delayed_work(&be->hooks.delay_work, delay * HZ);
+		spin_unlock_irqrestore(&be->done_lock, flags);
+		return;
+	}
+	req->delayed = false;
 	list_add_tail(&req->node, &be->done);
 	pvblk_back_res_add(PVBLK_RES_IO, -1);
 	if (atomic_dec_and_test(&be->io_pending)) {
@@ -1781,6 +1823,7 @@ static void pvblk_back_reap(struct pvblk_back_dev *be)
 
 	if (atomic_read(&be->io_pending))
 		return;	/* the last completion queues us again */
+	cancel_delayed_work_sync(&be->hooks.delay_work);
 	mutex_lock(&be->lock);
 	pvblk_back_close(be);
 	mutex_unlock(&be->lock);
@@ -1900,7 +1943,9 @@ DEFINE_SHOW_ATTRIBUTE(pvblk_back_resources);
 /*
  * Test hooks (module parameter test_hooks): "refuse_flush" answers flushes
  * EOPNOTSUPP from now on; "hold_read SECS" answers the next read while
- * keeping its first grant mapped for SECS seconds, as a broken backend might.
+ * keeping its first grant mapped for SECS seconds, as a broken backend might;
+ * "delay_io SECS" makes the store slow: every I/O completes SECS seconds
+ * late (0: back to normal).
  */
 static ssize_t pvblk_back_inject_write(struct file *file, const char __user *ubuf,
 				       size_t count, loff_t *ppos)
@@ -1919,6 +1964,8 @@ static ssize_t pvblk_back_inject_write(struct file *file, const char __user *ubu
 		WRITE_ONCE(be->hooks.refuse_flush, true);
 	else if (sscanf(word, "hold_read %u", &secs) == 1 && secs && secs <= 600)
 		WRITE_ONCE(be->hooks.hold_secs, secs);
+	else if (sscanf(word, "delay_io %u", &secs) == 1 && secs <= 600)
+		WRITE_ONCE(be->hooks.delay_secs, secs);
 	else
 		return -EINVAL;
 	pr_warn("%s: test hook: %s\n", be->dev->nodename, word);
@@ -1979,6 +2026,7 @@ static void pvblk_back_remove(struct xenbus_device *dev)
 	busy = !pvblk_back_close(be);
 	mutex_unlock(&be->lock);
 	if (!busy) {
+		cancel_delayed_work_sync(&be->hooks.delay_work);
 		pvblk_back_free(be);
 		return;
 	}
@@ -2012,6 +2060,8 @@ static int pvblk_back_probe(struct xenbus_device *dev,
 	INIT_LIST_HEAD(&be->batch);
 	INIT_LIST_HEAD(&be->done);
 	INIT_DELAYED_WORK(&be->hooks.unmap_work, pvblk_back_hook_unmap_work);
+	INIT_DELAYED_WORK(&be->hooks.delay_work, pvblk_back_hook_delay_work);
+	INIT_LIST_HEAD(&be->hooks.delayed);
 	dev_set_drvdata(&dev->dev, be);
 
 	be->copy = kcalloc(PVBLK_BACK_COPY_BATCH, sizeof(*be->copy), GFP_KERNEL);

@@ -35,8 +35,8 @@
  *   request larger than it takes is split: its bios are submitted again.
  * - debugfs pvblk-front/<disk>/stats; with module parameter test_hooks also
  *   inject and inject_result, which make this frontend hostile to test a
- *   backend (malformed requests, requests changing under the backend, event
- *   storms, hostile XenStore connects, connect/close cycles).
+ *   backend (malformed requests, requests changed on the ring until they are
+ *   answered, event storms, hostile XenStore connects, connect/close cycles).
  */
 
 #define pr_fmt(fmt) "pvblk-front: " fmt
@@ -47,7 +47,6 @@
 #include <linux/debugfs.h>
 #include <linux/hdreg.h>
 #include <linux/highmem.h>
-#include <linux/hrtimer.h>
 #include <linux/idr.h>
 #include <linux/interrupt.h>
 #include <linux/ktime.h>
@@ -107,8 +106,6 @@ static_assert(PVBLK_PAGE_SIZE == XEN_PAGE_SIZE);
 /* Test hooks: an injected request's answer, a backend state change. */
 #define PVBLK_INJECT_TIMEOUT	(5 * HZ)
 #define PVBLK_XS_TIMEOUT	(10 * HZ)
-/* Test hook `flip`: how often the timer changes the request. */
-#define PVBLK_FLIP_PERIOD_NS	(20 * NSEC_PER_USEC)
 
 static char *devtype = PVBLK_DEVICE_TYPE;
 module_param(devtype, charp, 0444);
@@ -241,7 +238,6 @@ struct pvblk_inject {
 	unsigned int outstanding;	/* injected requests on the ring, unanswered */
 	bool answered;		/* the last one was answered */
 	int status;		/* its status */
-	bool flipping;		/* the flip timer may change the request */
 	bool indirect;		/* flip: an indirect request */
 	RING_IDX slot;		/* flip: the request's ring index */
 	unsigned long flips;	/* flip: changes made */
@@ -249,7 +245,6 @@ struct pvblk_inject {
 	unsigned int tick;
 	struct page *page[3];	/* data page, indirect pages */
 	grant_ref_t gref[3];
-	struct hrtimer timer;
 	wait_queue_head_t wq;
 	char result[160];
 };
@@ -265,6 +260,11 @@ struct pvblk_info {
 
 	struct pvblk_front_ring ring;
 	unsigned int ring_order;
+	/* what our directory may hold from earlier connects (all of it at probe) */
+	unsigned int xs_nrefs;		/* ring-ref%u written */
+	bool xs_single_ref;		/* ring-ref */
+	bool xs_order;			/* ring-page-order */
+	bool xs_queues;			/* multi-queue-num-queues */
 	grant_ref_t ring_ref[XENBUS_MAX_RING_GRANTS];
 	evtchn_port_t evtchn;
 	int irq;
@@ -860,7 +860,6 @@ static bool pvblk_handle_response(struct pvblk_info *info, const struct pvblk_re
 			return false;
 		}
 		inj->outstanding--;
-		inj->flipping = false;
 		inj->answered = true;
 		inj->status = rsp->status;
 		wake_up(&inj->wq);
@@ -1047,7 +1046,6 @@ static void pvblk_disconnect(struct pvblk_info *info, enum pvblk_state state)
 	}
 	info->inflight = 0;
 	info->inject.outstanding = 0;
-	info->inject.flipping = false;
 	wake_up(&info->inject.wq);
 	spin_unlock_irqrestore(&info->ring_lock, flags);
 
@@ -1081,16 +1079,21 @@ static void pvblk_del_disk(struct pvblk_info *info)
 	info->depth = 0;
 }
 
-/* Remove what earlier connections left in our directory. */
-static void pvblk_xs_clean(struct xenbus_transaction xbt, const char *dir)
+/* Remove what an earlier connect wrote and this one does not. */
+static void pvblk_xs_clean(struct pvblk_info *info, struct xenbus_transaction xbt,
+			   unsigned int nrefs, bool single, bool order, bool queues)
 {
+	const char *dir = info->xbdev->nodename;
 	char name[16];
 	unsigned int i;
 
-	xenbus_rm(xbt, dir, PVBLK_XS_RING_PAGE_ORDER);
-	xenbus_rm(xbt, dir, PVBLK_XS_RING_REF);
-	xenbus_rm(xbt, dir, PVBLK_XS_MULTI_QUEUE_NUM_QUEUES);
-	for (i = 0; i < XENBUS_MAX_RING_GRANTS; i++) {
+	if (info->xs_order && !order)
+		xenbus_rm(xbt, dir, PVBLK_XS_RING_PAGE_ORDER);
+	if (info->xs_single_ref && !single)
+		xenbus_rm(xbt, dir, PVBLK_XS_RING_REF);
+	if (info->xs_queues && !queues)
+		xenbus_rm(xbt, dir, PVBLK_XS_MULTI_QUEUE_NUM_QUEUES);
+	for (i = nrefs; i < info->xs_nrefs; i++) {
 		snprintf(name, sizeof(name), PVBLK_XS_RING_REF_FMT, i);
 		xenbus_rm(xbt, dir, name);
 	}
@@ -1107,10 +1110,16 @@ static int pvblk_write_nodes(struct pvblk_info *info, struct xenbus_transaction 
 	const char *dir = info->xbdev->nodename;
 	unsigned int order = info->ring_order, i;
 	unsigned int evtchn = info->evtchn;
+	bool queues = mode == PVBLK_XS_QUEUES0 || mode == PVBLK_XS_QUEUES2;
+	bool multi = order || mode == PVBLK_XS_ORDER5 || mode == PVBLK_XS_NOREF;
 	char name[16];
 	int err;
 
-	pvblk_xs_clean(xbt, dir);
+	pvblk_xs_clean(info, xbt, order ? 1U << order : 0, !multi, multi, queues);
+	info->xs_nrefs = order ? 1U << order : 0;
+	info->xs_single_ref = !multi;
+	info->xs_order = multi;
+	info->xs_queues = queues;
 	*message = "writing ring-ref";
 	if (mode == PVBLK_XS_ORDER5 || mode == PVBLK_XS_NOREF)
 		err = xenbus_printf(xbt, dir, PVBLK_XS_RING_PAGE_ORDER, "%u",
@@ -1129,7 +1138,7 @@ static int pvblk_write_nodes(struct pvblk_info *info, struct xenbus_transaction 
 	}
 	if (err)
 		return err;
-	if (mode == PVBLK_XS_QUEUES0 || mode == PVBLK_XS_QUEUES2) {
+	if (queues) {
 		*message = "writing multi-queue-num-queues";
 		err = xenbus_printf(xbt, dir, PVBLK_XS_MULTI_QUEUE_NUM_QUEUES, "%u",
 				    mode == PVBLK_XS_QUEUES0 ? 0 : 2);
@@ -1470,56 +1479,62 @@ static int pvblk_inject_put_locked(struct pvblk_info *info, struct pvblk_request
 	return 0;
 }
 
-/* Send one injected request and wait for its answer: its status, or -errno. */
+static void pvblk_flip_locked(struct pvblk_info *info);
+
+/*
+ * Send one injected request and wait for its answer: its status, or -errno.
+ * With @flip, change it on the ring until the answer comes (pvblk_flip_locked).
+ */
 static int pvblk_inject_one(struct pvblk_info *info, struct pvblk_request *req, bool flip)
 {
 	struct pvblk_inject *inj = &info->inject;
+	unsigned long deadline = jiffies + PVBLK_INJECT_TIMEOUT;
 	unsigned long flags;
+	unsigned int n = 0;
 	int err;
 
 	spin_lock_irqsave(&info->ring_lock, flags);
 	err = pvblk_inject_put_locked(info, req);
-	if (!err && flip) {
-		inj->flipping = true;
-		hrtimer_start(&inj->timer, ns_to_ktime(PVBLK_FLIP_PERIOD_NS), HRTIMER_MODE_REL);
-	}
 	spin_unlock_irqrestore(&info->ring_lock, flags);
 	if (err)
 		return err;
+	while (flip && time_before(jiffies, deadline)) {
+		/* interrupts on between the changes: the answer stops them */
+		spin_lock_irqsave(&info->ring_lock, flags);
+		if (inj->answered || info->state != PVBLK_CONNECTED) {
+			spin_unlock_irqrestore(&info->ring_lock, flags);
+			break;
+		}
+		pvblk_flip_locked(info);
+		spin_unlock_irqrestore(&info->ring_lock, flags);
+		if (!(++n % 64))
+			cond_resched();
+	}
 	wait_event_timeout(inj->wq, READ_ONCE(inj->answered) ||
 			   READ_ONCE(info->state) != PVBLK_CONNECTED, PVBLK_INJECT_TIMEOUT);
 	spin_lock_irqsave(&info->ring_lock, flags);
-	inj->flipping = false;
 	err = inj->answered ? inj->status : -ETIMEDOUT;
 	spin_unlock_irqrestore(&info->ring_lock, flags);
-	hrtimer_cancel(&inj->timer);
 	return err;
 }
 
 /*
- * The flip timer: while the injected request waits for its answer, change it
+ * Test hook flip: while the injected request waits for its answer, change it
  * on the shared ring (and in its indirect page) between valid and hostile
- * values. The backend must act on one consistent copy: only OKAY or ERROR,
- * and no I/O outside the device.
+ * values, as fast as we can. The backend must act on one consistent copy:
+ * only OKAY or ERROR, and no I/O outside the device. Called with ring_lock.
  */
-static enum hrtimer_restart pvblk_flip_timer(struct hrtimer *timer)
+static void pvblk_flip_locked(struct pvblk_info *info)
 {
-	struct pvblk_inject *inj = container_of(timer, struct pvblk_inject, timer);
-	struct pvblk_info *info = container_of(inj, struct pvblk_info, inject);
+	struct pvblk_inject *inj = &info->inject;
 	static const u64 sectors_bad[] = { 0, ~0ULL - 4, 1ULL << 40 };
 	static const u8 nsegs[] = { 1, 11, 0, 255 };
 	static const u8 iops[] = { PVBLK_OP_READ, PVBLK_OP_WRITE, PVBLK_OP_FLUSH_DISKCACHE };
 	static const u16 insegs[] = { 8, 0, 257, 4096, 256 };
 	struct pvblk_request_segment *isegs;
 	struct pvblk_request *req;
-	unsigned long flags;
 	unsigned int t, i;
 
-	spin_lock_irqsave(&info->ring_lock, flags);
-	if (!inj->flipping || !info->ring.sring) {
-		spin_unlock_irqrestore(&info->ring_lock, flags);
-		return HRTIMER_NORESTART;
-	}
 	t = inj->tick++;
 	req = RING_GET_REQUEST(&info->ring, inj->slot);
 	if (!inj->indirect) {
@@ -1544,9 +1559,6 @@ static enum hrtimer_restart pvblk_flip_timer(struct hrtimer *timer)
 		}
 	}
 	inj->flips++;
-	spin_unlock_irqrestore(&info->ring_lock, flags);
-	hrtimer_forward_now(timer, ns_to_ktime(PVBLK_FLIP_PERIOD_NS));
-	return HRTIMER_RESTART;
 }
 
 /*
@@ -2194,6 +2206,11 @@ static int pvblk_probe(struct xenbus_device *dev, const struct xenbus_device_id 
 	info->state = PVBLK_DISCONNECTED;
 	info->vdevice = vdevice;
 	info->index = -1;
+	/* a frontend bound before us may have left any of these */
+	info->xs_nrefs = XENBUS_MAX_RING_GRANTS;
+	info->xs_single_ref = true;
+	info->xs_order = true;
+	info->xs_queues = true;
 	for (i = 0; i < ARRAY_SIZE(info->ring_ref); i++)
 		info->ring_ref[i] = INVALID_GRANT_REF;
 	INIT_LIST_HEAD(&info->held);
@@ -2209,8 +2226,6 @@ static int pvblk_probe(struct xenbus_device *dev, const struct xenbus_device_id 
 	for (i = 0; i < ARRAY_SIZE(info->inject.gref); i++)
 		info->inject.gref[i] = INVALID_GRANT_REF;
 	init_waitqueue_head(&info->inject.wq);
-	hrtimer_init(&info->inject.timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
-	info->inject.timer.function = pvblk_flip_timer;
 
 	/* The device id (the last path element) is the request handle. */
 	leaf = strrchr(dev->nodename, '/');
@@ -2241,7 +2256,6 @@ static void pvblk_remove(struct xenbus_device *dev)
 
 	cancel_delayed_work_sync(&info->fatal_work);
 	cancel_delayed_work_sync(&info->held_work);
-	hrtimer_cancel(&info->inject.timer);
 	debugfs_remove_recursive(info->debugfs);
 	if (info->index >= 0)
 		ida_free(&pvblk_ida, info->index);
