@@ -55,7 +55,9 @@
 #include <linux/fs.h>
 #include <linux/jiffies.h>
 #include <linux/kthread.h>
+#include <linux/magic.h>
 #include <linux/module.h>
+#include <linux/pagemap.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
@@ -101,6 +103,8 @@ static_assert(PAGE_SIZE == PVBLK_PAGE_SIZE && XEN_PAGE_SIZE == PVBLK_PAGE_SIZE);
 #define PVBLK_BACK_MAX_SEGS	256
 /* Grant copy ops per batch (one hypercall), across requests. */
 #define PVBLK_BACK_COPY_BATCH	512
+/* Fast path: a direct request's segments, each in at most two page cache pages. */
+#define PVBLK_BACK_FAST_OPS	(2 * PVBLK_MAX_SEGMENTS_PER_REQUEST)
 
 static_assert(PVBLK_BACK_MAX_SEGS >= PVBLK_MAX_SEGMENTS_PER_REQUEST);
 static_assert(PVBLK_BACK_MAX_SEGS <= PVBLK_MAX_INDIRECT_SEGMENTS);
@@ -173,6 +177,7 @@ enum pvblk_back_stat {
 	PVBLK_ST_WR_SECT,
 	PVBLK_ST_DISCARD_SECT,
 	PVBLK_ST_BATCHES,
+	PVBLK_ST_FAST,
 	PVBLK_ST_MAX_INFLIGHT,
 	PVBLK_ST_STARVED,
 	PVBLK_ST_RESIZES,
@@ -199,6 +204,7 @@ static const char * const pvblk_back_stat_names[PVBLK_ST_COUNT] = {
 	[PVBLK_ST_WR_SECT] = "wr_sect",
 	[PVBLK_ST_DISCARD_SECT] = "discard_sect",
 	[PVBLK_ST_BATCHES] = "batches",
+	[PVBLK_ST_FAST] = "fast_path_req",
 	[PVBLK_ST_MAX_INFLIGHT] = "max_inflight",
 	[PVBLK_ST_STARVED] = "starved",
 	[PVBLK_ST_RESIZES] = "resizes",
@@ -287,6 +293,9 @@ struct pvblk_back_dev {
 	struct block_device *bdev;	/* PVBLK_ENG_BDEV */
 	enum pvblk_back_engine engine;
 	bool dsync;			/* buffered: write through */
+	bool fast;			/* tmpfs: the memory fast path may serve it */
+	unsigned long touched;		/* fast path: when mtime was last updated */
+	struct work_struct touch_work;
 	bool can_discard;
 	unsigned int discard_granularity;
 	unsigned int phys_sector_size;
@@ -301,6 +310,7 @@ struct pvblk_back_dev {
 	struct task_struct *thread;
 	wait_queue_head_t wq;		/* the thread waits here */
 	bool irq_pending;		/* set by the interrupt handler */
+	unsigned long ring_busy;	/* bit 0: the thread or the fast path has the ring */
 	bool hostile;			/* set by the thread: close the device */
 	bool resized;			/* set by the thread: publish the size */
 
@@ -326,6 +336,8 @@ struct pvblk_back_dev {
 	struct pvblk_back_req **copy_req;	/* the request of each op */
 	unsigned int nr_copy;
 	struct page *audit_page;
+	struct gnttab_copy fast_copy[PVBLK_BACK_FAST_OPS];
+	struct page *fast_pages[PVBLK_BACK_FAST_OPS];
 
 	struct pvblk_back_hooks hooks;
 	atomic64_t stats[PVBLK_ST_COUNT];
@@ -1109,6 +1121,9 @@ static int pvblk_back_thread(void *arg)
 			break;
 		irq = xchg(&be->irq_pending, false);
 		smp_mb();	/* clear the flag before looking at the ring */
+		/* the fast path may hold the ring for a moment, never sleeping */
+		while (test_and_set_bit_lock(0, &be->ring_busy))
+			cpu_relax();
 
 		/* a changed store size reaches the frontend through XenStore */
 		sectors = pvblk_back_store_sectors(be);
@@ -1123,6 +1138,7 @@ static int pvblk_back_thread(void *arg)
 			pvblk_back_push(be);
 		seen = false;
 		taken = pvblk_back_do_ring(be, &seen);
+		clear_bit_unlock(0, &be->ring_busy);
 		if (taken < 0) {
 			/* no EOI: the event channel stays masked */
 			WRITE_ONCE(be->hostile, true);
@@ -1140,10 +1156,153 @@ static int pvblk_back_thread(void *arg)
 	return 0;
 }
 
+/* ---- the memory fast path: tmpfs, served in the interrupt handler ---- */
+
+/*
+ * A store in tmpfs is memory: its page cache is all there is. A direct read
+ * or write whose pages are all in the page cache and up to date is served
+ * here, in the event handler: one grant copy between the frontend's pages
+ * and the page cache pages, then the response. No thread wakes up, no data
+ * goes through a buffer page. Anything else (a hole, an indirect request,
+ * flush, discard, a request the validator refuses) is left on the ring for
+ * the thread, which sees it in ring order.
+ */
+static bool pvblk_back_fast_one(struct pvblk_back_dev *be, const struct pvblk_request *req)
+{
+	struct address_space *mapping = be->file->f_mapping;
+	bool write = req->operation == PVBLK_OP_WRITE;
+	struct pvblk_req_info info;
+	unsigned int i, n = 0, status = PVBLK_RSP_OKAY;
+	loff_t pos;
+
+	if (req->operation != PVBLK_OP_READ && !write)
+		return false;
+	if (pvblk_validate_request(req, &be->lim, &info))
+		return false;	/* the thread rejects it and counts why */
+	pos = (loff_t)info.sector_number << PVBLK_SECTOR_SHIFT;
+	for (i = 0; i < info.nr_segments; i++) {
+		const struct pvblk_request_segment *seg = &req->u.rw.seg[i];
+		unsigned int off = seg->first_sect << PVBLK_SECTOR_SHIFT;
+		unsigned int len = (seg->last_sect - seg->first_sect + 1) << PVBLK_SECTOR_SHIFT;
+
+		while (len) {
+			unsigned int in_page = offset_in_page(pos);
+			unsigned int chunk = min_t(unsigned int, len, PAGE_SIZE - in_page);
+			struct gnttab_copy *op = &be->fast_copy[n];
+			struct gnttab_copy_ptr *front = write ? &op->source : &op->dest;
+			struct gnttab_copy_ptr *back = write ? &op->dest : &op->source;
+			struct page *page = find_get_page(mapping, pos >> PAGE_SHIFT);
+
+			if (!page)
+				goto slow;
+			be->fast_pages[n++] = page;
+			if (!PageUptodate(page))
+				goto slow;
+			front->u.ref = seg->gref;
+			front->domid = be->domid;
+			front->offset = off;
+			back->u.gmfn = xen_page_to_gfn(page);
+			back->domid = DOMID_SELF;
+			back->offset = in_page;
+			op->len = chunk;
+			op->flags = write ? GNTCOPY_source_gref : GNTCOPY_dest_gref;
+			op->status = GNTST_okay;
+			pos += chunk;
+			off += chunk;
+			len -= chunk;
+		}
+	}
+
+	gnttab_batch_copy(be->fast_copy, n);
+	for (i = 0; i < n; i++) {
+		if (be->fast_copy[i].status != GNTST_okay) {
+			status = PVBLK_RSP_ERROR;
+			pvblk_back_stat_inc(be, PVBLK_ST_COPY_ERRORS);
+		} else if (write && !PageDirty(be->fast_pages[i])) {
+			set_page_dirty(be->fast_pages[i]);
+		}
+		put_page(be->fast_pages[i]);
+	}
+	pvblk_back_respond(be, info.id, req->operation, status);
+	pvblk_back_stat_inc(be, PVBLK_ST_FAST);
+	pvblk_back_stat_inc(be, write ? PVBLK_ST_WR_REQ : PVBLK_ST_RD_REQ);
+	pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info.nr_segments);
+	pvblk_back_stat_add(be, write ? PVBLK_ST_WR_SECT : PVBLK_ST_RD_SECT, info.nr_sectors);
+	/* a write changes the file: its mtime, at most once a second, in process context */
+	if (write && time_after(jiffies, READ_ONCE(be->touched) + HZ)) {
+		WRITE_ONCE(be->touched, jiffies);
+		schedule_work(&be->touch_work);
+	}
+	return true;
+
+slow:
+	while (n)
+		put_page(be->fast_pages[--n]);
+	return false;
+}
+
+static void pvblk_back_touch_work(struct work_struct *work)
+{
+	struct pvblk_back_dev *be = container_of(work, struct pvblk_back_dev, touch_work);
+
+	mutex_lock(&be->lock);
+	if (be->file)
+		file_update_time(be->file);
+	mutex_unlock(&be->lock);
+}
+
+/*
+ * Serve what the fast path can; called in the interrupt handler with the
+ * ring. Return: true if the ring is empty and answered (the event is done
+ * with), false if the thread has to go on.
+ */
+static bool pvblk_back_fast_ring(struct pvblk_back_dev *be, bool *seen)
+{
+	struct pvblk_back_ring *ring = &be->ring;
+	struct pvblk_request req;
+	RING_IDX rc, rp;
+	int more;
+
+	for (;;) {
+		rc = ring->req_cons;
+		rp = READ_ONCE(ring->sring->req_prod);
+		virt_rmb();	/* the requests up to rp, after rp */
+		if (pvblk_validate_ring_prod(rp, ring->rsp_prod_pvt, RING_SIZE(ring)))
+			return false;	/* the thread reports the hostile frontend */
+		if (rc != rp)
+			*seen = true;
+		while (rc != rp && !RING_REQUEST_CONS_OVERFLOW(ring, rc)) {
+			RING_COPY_REQUEST(ring, rc, &req);
+			if (!pvblk_back_fast_one(be, &req)) {
+				pvblk_back_push(be);
+				return false;
+			}
+			ring->req_cons = ++rc;
+		}
+		pvblk_back_push(be);
+		if (rc != rp)
+			return false;
+		RING_FINAL_CHECK_FOR_REQUESTS(ring, more);
+		if (!more)
+			return true;
+	}
+}
+
 static irqreturn_t pvblk_back_interrupt(int irq, void *dev_id)
 {
 	struct pvblk_back_dev *be = dev_id;
+	bool seen = false, done;
 
+	if (READ_ONCE(be->fast) && !READ_ONCE(audit) && !READ_ONCE(be->hooks.hold_secs) &&
+	    !READ_ONCE(be->hooks.delay_secs) && !test_and_set_bit_lock(0, &be->ring_busy)) {
+		done = pvblk_back_fast_ring(be, &seen);
+		clear_bit_unlock(0, &be->ring_busy);
+		if (done) {
+			/* spurious: an event with nothing on the ring (a storm is slowed down) */
+			xen_irq_lateeoi(irq, seen ? 0 : XEN_EOI_FLAG_SPURIOUS);
+			return IRQ_HANDLED;
+		}
+	}
 	WRITE_ONCE(be->irq_pending, true);
 	wake_up(&be->wq);
 	return IRQ_HANDLED;
@@ -1199,6 +1358,7 @@ static void pvblk_back_close_store(struct pvblk_back_dev *be)
 {
 	if (!be->file)
 		return;
+	WRITE_ONCE(be->fast, false);
 	filp_close(be->file, NULL);
 	be->file = NULL;
 	be->bdev = NULL;
@@ -1305,6 +1465,7 @@ static int pvblk_back_open_store(struct pvblk_back_dev *be)
 	inode = file_inode(file);
 	be->bdev = NULL;
 	be->can_discard = false;
+	be->fast = false;
 	if (S_ISBLK(inode->i_mode)) {
 		be->bdev = I_BDEV(file->f_mapping->host);
 		be->engine = PVBLK_ENG_BDEV;
@@ -1316,6 +1477,8 @@ static int pvblk_back_open_store(struct pvblk_back_dev *be)
 	} else if (S_ISREG(inode->i_mode)) {
 		be->lim.nr_sectors = i_size_read(inode) >> PVBLK_SECTOR_SHIFT;
 		be->phys_sector_size = PAGE_SIZE;	/* the page cache's unit */
+		be->fast = be->engine == PVBLK_ENG_BUFFERED &&
+			   inode->i_sb->s_magic == TMPFS_MAGIC;
 		be->can_discard = !!file->f_op->fallocate;
 		be->discard_granularity = inode->i_sb->s_blocksize;
 	} else {
@@ -1920,6 +2083,7 @@ static int pvblk_back_stats_show(struct seq_file *m, void *unused)
 				   atomic64_read(&be->stats[i]));
 	seq_printf(m, "engine %s\n", pvblk_back_engine_names[be->engine]);
 	seq_printf(m, "write_through %d\n", be->dsync);
+	seq_printf(m, "fast_path %d\n", be->fast);
 	seq_printf(m, "discard %d\n", be->can_discard);
 	seq_printf(m, "sectors %llu\n", be->lim.nr_sectors);
 	seq_printf(m, "max_indirect_segments %u\n", be->lim.max_indirect_segs);
@@ -1983,6 +2147,7 @@ static const struct file_operations pvblk_back_inject_fops = {
 
 static void pvblk_back_free(struct pvblk_back_dev *be)
 {
+	cancel_work_sync(&be->touch_work);
 	if (be->audit_page)
 		__free_page(be->audit_page);
 	kfree(be->copy);
@@ -2053,6 +2218,7 @@ static int pvblk_back_probe(struct xenbus_device *dev,
 	be->domid = dev->otherend_id;
 	mutex_init(&be->lock);
 	INIT_WORK(&be->work, pvblk_back_work);
+	INIT_WORK(&be->touch_work, pvblk_back_touch_work);
 	init_waitqueue_head(&be->wq);
 	init_waitqueue_head(&be->io_wq);
 	spin_lock_init(&be->done_lock);
