@@ -103,8 +103,11 @@ static_assert(PAGE_SIZE == PVBLK_PAGE_SIZE && XEN_PAGE_SIZE == PVBLK_PAGE_SIZE);
 #define PVBLK_BACK_MAX_SEGS	256
 /* Grant copy ops per batch (one hypercall), across requests. */
 #define PVBLK_BACK_COPY_BATCH	512
-/* Fast path: a direct request's segments, each in at most two page cache pages. */
-#define PVBLK_BACK_FAST_OPS	(2 * PVBLK_MAX_SEGMENTS_PER_REQUEST)
+/* Fast path: requests per grant copy batch; each segment spans at most two pages. */
+#define PVBLK_BACK_FAST_REQS	32
+#define PVBLK_BACK_FAST_OPS	128
+
+static_assert(PVBLK_BACK_FAST_OPS >= 2 * PVBLK_MAX_SEGMENTS_PER_REQUEST);
 
 static_assert(PVBLK_BACK_MAX_SEGS >= PVBLK_MAX_SEGMENTS_PER_REQUEST);
 static_assert(PVBLK_BACK_MAX_SEGS <= PVBLK_MAX_INDIRECT_SEGMENTS);
@@ -243,6 +246,18 @@ static const char * const pvblk_back_engine_names[] = {
 
 struct pvblk_back_dev;
 
+/* The fast path's grant copy batch: requests answered after one hypercall. */
+struct pvblk_back_fast {
+	struct gnttab_copy copy[PVBLK_BACK_FAST_OPS];
+	struct page *pages[PVBLK_BACK_FAST_OPS];
+	unsigned int nr_copy;
+	unsigned int nr_reqs;
+	struct {
+		struct pvblk_req_info info;
+		unsigned int first;	/* its ops: copy[first .. next's first) */
+	} req[PVBLK_BACK_FAST_REQS];
+};
+
 /* A request taken off the ring and not yet answered. */
 struct pvblk_back_req {
 	struct list_head node;		/* free list, batch, or done list */
@@ -336,8 +351,7 @@ struct pvblk_back_dev {
 	struct pvblk_back_req **copy_req;	/* the request of each op */
 	unsigned int nr_copy;
 	struct page *audit_page;
-	struct gnttab_copy fast_copy[PVBLK_BACK_FAST_OPS];
-	struct page *fast_pages[PVBLK_BACK_FAST_OPS];
+	struct pvblk_back_fast *fast_batch;	/* the fast path's, under ring_busy */
 
 	struct pvblk_back_hooks hooks;
 	atomic64_t stats[PVBLK_ST_COUNT];
@@ -1167,18 +1181,26 @@ static int pvblk_back_thread(void *arg)
  * flush, discard, a request the validator refuses) is left on the ring for
  * the thread, which sees it in ring order.
  */
+static void pvblk_back_fast_flush(struct pvblk_back_dev *be);
+
 static bool pvblk_back_fast_one(struct pvblk_back_dev *be, const struct pvblk_request *req)
 {
 	struct address_space *mapping = be->file->f_mapping;
+	struct pvblk_back_fast *fb = be->fast_batch;
 	bool write = req->operation == PVBLK_OP_WRITE;
+	unsigned int i, n = fb->nr_copy;
 	struct pvblk_req_info info;
-	unsigned int i, n = 0, status = PVBLK_RSP_OKAY;
 	loff_t pos;
 
 	if (req->operation != PVBLK_OP_READ && !write)
 		return false;
 	if (pvblk_validate_request(req, &be->lim, &info))
 		return false;	/* the thread rejects it and counts why */
+	if (fb->nr_reqs == PVBLK_BACK_FAST_REQS ||
+	    fb->nr_copy + 2 * info.nr_segments > PVBLK_BACK_FAST_OPS) {
+		pvblk_back_fast_flush(be);
+		n = 0;
+	}
 	pos = (loff_t)info.sector_number << PVBLK_SECTOR_SHIFT;
 	for (i = 0; i < info.nr_segments; i++) {
 		const struct pvblk_request_segment *seg = &req->u.rw.seg[i];
@@ -1188,14 +1210,14 @@ static bool pvblk_back_fast_one(struct pvblk_back_dev *be, const struct pvblk_re
 		while (len) {
 			unsigned int in_page = offset_in_page(pos);
 			unsigned int chunk = min_t(unsigned int, len, PAGE_SIZE - in_page);
-			struct gnttab_copy *op = &be->fast_copy[n];
+			struct gnttab_copy *op = &fb->copy[n];
 			struct gnttab_copy_ptr *front = write ? &op->source : &op->dest;
 			struct gnttab_copy_ptr *back = write ? &op->dest : &op->source;
 			struct page *page = find_get_page(mapping, pos >> PAGE_SHIFT);
 
 			if (!page)
 				goto slow;
-			be->fast_pages[n++] = page;
+			fb->pages[n++] = page;
 			if (!PageUptodate(page))
 				goto slow;
 			front->u.ref = seg->gref;
@@ -1212,33 +1234,59 @@ static bool pvblk_back_fast_one(struct pvblk_back_dev *be, const struct pvblk_re
 			len -= chunk;
 		}
 	}
-
-	gnttab_batch_copy(be->fast_copy, n);
-	for (i = 0; i < n; i++) {
-		if (be->fast_copy[i].status != GNTST_okay) {
-			status = PVBLK_RSP_ERROR;
-			pvblk_back_stat_inc(be, PVBLK_ST_COPY_ERRORS);
-		} else if (write && !PageDirty(be->fast_pages[i])) {
-			set_page_dirty(be->fast_pages[i]);
-		}
-		put_page(be->fast_pages[i]);
-	}
-	pvblk_back_respond(be, info.id, req->operation, status);
-	pvblk_back_stat_inc(be, PVBLK_ST_FAST);
-	pvblk_back_stat_inc(be, write ? PVBLK_ST_WR_REQ : PVBLK_ST_RD_REQ);
-	pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info.nr_segments);
-	pvblk_back_stat_add(be, write ? PVBLK_ST_WR_SECT : PVBLK_ST_RD_SECT, info.nr_sectors);
-	/* a write changes the file: its mtime, at most once a second, in process context */
-	if (write && time_after(jiffies, READ_ONCE(be->touched) + HZ)) {
-		WRITE_ONCE(be->touched, jiffies);
-		schedule_work(&be->touch_work);
-	}
+	fb->req[fb->nr_reqs].info = info;
+	fb->req[fb->nr_reqs].first = fb->nr_copy;
+	fb->nr_reqs++;
+	fb->nr_copy = n;
 	return true;
 
 slow:
-	while (n)
-		put_page(be->fast_pages[--n]);
+	while (n > fb->nr_copy)
+		put_page(fb->pages[--n]);
 	return false;
+}
+
+/* Copy the fast batch (one hypercall) and answer its requests. */
+static void pvblk_back_fast_flush(struct pvblk_back_dev *be)
+{
+	struct pvblk_back_fast *fb = be->fast_batch;
+	unsigned int r, i, end;
+	bool wrote = false;
+
+	if (!fb->nr_reqs)
+		return;
+	gnttab_batch_copy(fb->copy, fb->nr_copy);
+	for (r = 0; r < fb->nr_reqs; r++) {
+		const struct pvblk_req_info *info = &fb->req[r].info;
+		bool write = info->operation == PVBLK_OP_WRITE;
+		int status = PVBLK_RSP_OKAY;
+
+		end = r + 1 < fb->nr_reqs ? fb->req[r + 1].first : fb->nr_copy;
+		for (i = fb->req[r].first; i < end; i++) {
+			if (fb->copy[i].status != GNTST_okay) {
+				if (status == PVBLK_RSP_OKAY)
+					pvblk_back_stat_inc(be, PVBLK_ST_COPY_ERRORS);
+				status = PVBLK_RSP_ERROR;
+			} else if (write && !PageDirty(fb->pages[i])) {
+				set_page_dirty(fb->pages[i]);
+			}
+			put_page(fb->pages[i]);
+		}
+		wrote |= write;
+		pvblk_back_respond(be, info->id, info->operation, status);
+		pvblk_back_stat_inc(be, write ? PVBLK_ST_WR_REQ : PVBLK_ST_RD_REQ);
+		pvblk_back_stat_add(be, PVBLK_ST_SEGMENTS, info->nr_segments);
+		pvblk_back_stat_add(be, write ? PVBLK_ST_WR_SECT : PVBLK_ST_RD_SECT,
+				    info->nr_sectors);
+	}
+	pvblk_back_stat_add(be, PVBLK_ST_FAST, fb->nr_reqs);
+	fb->nr_reqs = 0;
+	fb->nr_copy = 0;
+	/* a write changes the file: its mtime, at most once a second, in process context */
+	if (wrote && time_after(jiffies, READ_ONCE(be->touched) + HZ)) {
+		WRITE_ONCE(be->touched, jiffies);
+		schedule_work(&be->touch_work);
+	}
 }
 
 static void pvblk_back_touch_work(struct work_struct *work)
@@ -1273,12 +1321,11 @@ static bool pvblk_back_fast_ring(struct pvblk_back_dev *be, bool *seen)
 			*seen = true;
 		while (rc != rp && !RING_REQUEST_CONS_OVERFLOW(ring, rc)) {
 			RING_COPY_REQUEST(ring, rc, &req);
-			if (!pvblk_back_fast_one(be, &req)) {
-				pvblk_back_push(be);
-				return false;
-			}
+			if (!pvblk_back_fast_one(be, &req))
+				break;
 			ring->req_cons = ++rc;
 		}
+		pvblk_back_fast_flush(be);
 		pvblk_back_push(be);
 		if (rc != rp)
 			return false;
@@ -2150,6 +2197,7 @@ static void pvblk_back_free(struct pvblk_back_dev *be)
 	cancel_work_sync(&be->touch_work);
 	if (be->audit_page)
 		__free_page(be->audit_page);
+	kfree(be->fast_batch);
 	kfree(be->copy);
 	kfree(be->copy_req);
 	kfree(be);
@@ -2233,7 +2281,8 @@ static int pvblk_back_probe(struct xenbus_device *dev,
 	be->copy = kcalloc(PVBLK_BACK_COPY_BATCH, sizeof(*be->copy), GFP_KERNEL);
 	be->copy_req = kcalloc(PVBLK_BACK_COPY_BATCH, sizeof(*be->copy_req), GFP_KERNEL);
 	be->audit_page = alloc_page(GFP_KERNEL);
-	if (!be->copy || !be->copy_req || !be->audit_page) {
+	be->fast_batch = kzalloc(sizeof(*be->fast_batch), GFP_KERNEL);
+	if (!be->copy || !be->copy_req || !be->audit_page || !be->fast_batch) {
 		err = -ENOMEM;
 		xenbus_dev_fatal(dev, err, "allocating buffers");
 		goto fail;
