@@ -449,7 +449,8 @@ static void pvblk_back_free_pool(struct pvblk_back_dev *be)
 		be->pool_total--;
 		pvblk_back_res_add(PVBLK_RES_PAGES, -1);
 	}
-	WARN_ON(be->pool_total);
+	if (WARN_ON(be->pool_total))
+		be->pool_total = 0;
 }
 
 /* ---- grant copy ---- */
@@ -1680,9 +1681,16 @@ fail:
 
 static void pvblk_back_free_reqs(struct pvblk_back_dev *be)
 {
-	unsigned int i;
+	unsigned int i, j;
 
 	for (i = 0; be->reqs && i < be->nr_reqs; i++) {
+		/* finished but never answered (the thread stopped): back to the pool */
+		for (j = 0; be->reqs[i].pages && j < PVBLK_BACK_MAX_SEGS; j++) {
+			if (!be->reqs[i].pages[j])
+				continue;
+			be->pool[be->pool_free++] = be->reqs[i].pages[j];
+			be->reqs[i].pages[j] = NULL;
+		}
 		kfree(be->reqs[i].segs);
 		kfree(be->reqs[i].pages);
 		kfree(be->reqs[i].bvec);
