@@ -95,7 +95,8 @@ def test_pvblk_scenario_three_pairings(kernels: dict[str, build.Build], tmp_path
     assert result["status"] == "PASS", result["reason"] + "\n" + "\n".join(result["boot"]["tail"])
     domu = {c["name"]: c for c in result["ktap"]["domU"]["cases"]}
     for name in ("integrity_pvblkfront_blkback", "integrity_blkfront_pvblkback",
-                 "integrity_pvblk_pvblk_bounce", "discard", "online_resize",
+                 "integrity_pvblk_pvblk_bounce", "integrity_fast_path", "discard",
+                 "online_resize",
                  "flush_refused_turns_flush_off", "held_grant_not_completed",
                  "hotplug_seen_in_domU", "reload_pvblk_front", "hostile_frontend"):
         assert domu[name]["status"] == "ok", name
