@@ -1130,9 +1130,11 @@ static int pvblk_write_nodes(struct pvblk_info *info, struct xenbus_transaction 
 		err = xenbus_printf(xbt, dir, PVBLK_XS_RING_REF, "%u",
 				    mode == PVBLK_XS_BADREF ? bad_ref : info->ring_ref[0]);
 	for (i = 0; !err && order && i < (1U << order); i++) {
-		if (mode == PVBLK_XS_NOREF && i == 2)
-			continue;
 		snprintf(name, sizeof(name), PVBLK_XS_RING_REF_FMT, i);
+		if (mode == PVBLK_XS_NOREF && i == 2) {
+			xenbus_rm(xbt, dir, name);	/* an earlier connect wrote it */
+			continue;
+		}
 		err = xenbus_printf(xbt, dir, name, "%u",
 				    mode == PVBLK_XS_BADREF && !i ? bad_ref : info->ring_ref[i]);
 	}
