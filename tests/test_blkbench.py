@@ -39,6 +39,7 @@ def test_report_names_places_and_ratio() -> None:
                                                    "pvblk_fio_seq_read": [15.0]})}}
     text = blkbench.terminal(data)
     assert "clock: icount" in text and "1.50x" in text and "xen-blkfront/blkback" in text
+    assert "pvblk >= 1.2x upstream on 1 of 1 jobs" in text
     md = blkbench.markdown(data, [])
     assert "| seq read 1M | - | 10.0 | 15.0 | 1.50x |" in md
 

@@ -145,8 +145,9 @@ def test_pvblk_scenario_passes(name: str, kernels: dict[str, build.Build],
 
 def test_reduced_blkbench_pvblk_vs_upstream(kernels: dict[str, build.Build],
                                             tmp_path: Path) -> None:
-    """One icount repeat of every fio job over both driver pairs (the full comparison is
-    `pvkit blkbench`). Seen: pvblk 1.45x upstream on 1 MiB sequential I/O, 1.2x on 4 KiB."""
+    """One icount repeat of every fio job (psync, and libaio qd32 x 4 jobs) over both driver
+    pairs (the full comparison is `pvkit blkbench`). Issue 12's target: pvblk >= 1.2x upstream
+    on every job. icount makes the figures repeat exactly; seen: 1.22x-1.94x."""
     data = blkbench.run_blkbench(blkbench.Options(repeats=1, clocks=("icount",),
                                                   out=tmp_path))
     jobs = data["clocks"]["icount"]
@@ -154,9 +155,7 @@ def test_reduced_blkbench_pvblk_vs_upstream(kernels: dict[str, build.Build],
     for name, job in jobs.items():
         assert set(job["places"]) == {"upstream", "pvblk"}, name
         assert job["places"]["pvblk"]["median"] > 0, name
-    # pvblk's direct file I/O + 1 MiB indirect requests: clearly ahead on sequential I/O
-    assert jobs["fio_seq_read"]["pvblk_vs_upstream"] > 1.2, jobs["fio_seq_read"]
-    assert jobs["fio_seq_write"]["pvblk_vs_upstream"] > 1.2, jobs["fio_seq_write"]
+        assert job["pvblk_vs_upstream"] >= blkbench.TARGET, (name, job)
     assert (tmp_path / "report.md").read_text().count("pvblk-front/back") == 1
     if (dest := os.environ.get("PVKIT_ARTIFACTS")):
         shutil.copytree(tmp_path, Path(dest) / "blkbench", dirs_exist_ok=True)

@@ -145,10 +145,17 @@ def rows(jobs: dict[str, Any]) -> list[list[str]]:
 HEADERS = ["fio (MB/s)", *(PLACE_LABELS[p] for p in PLACES), "pvblk / upstream", "max spread"]
 
 
+def target_line(jobs: dict[str, Any]) -> str:
+    """How many jobs reach the target ratio."""
+    ratios = [j["pvblk_vs_upstream"] for j in jobs.values() if "pvblk_vs_upstream" in j]
+    met = sum(r >= TARGET for r in ratios)
+    return f"pvblk >= {TARGET}x upstream on {met} of {len(ratios)} jobs"
+
+
 def terminal(data: dict[str, Any]) -> str:
     parts = []
     for clock, jobs in data["clocks"].items():
-        parts.append(f"clock: {clock}\n{table(HEADERS, rows(jobs))}")
+        parts.append(f"clock: {clock}\n{table(HEADERS, rows(jobs))}\n{target_line(jobs)}")
     return "\n\n".join(parts)
 
 
@@ -165,7 +172,7 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
         lines += [f"## clock: {clock}", "", "| " + " | ".join(HEADERS) + " |",
                   "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(r) + " |" for r in rows(jobs)]
-        lines.append("")
+        lines += ["", target_line(jobs), ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
