@@ -19,7 +19,10 @@
  *    cache is the store itself, writes stay buffered.
  * Completions (bio end_io, ki_complete) put the request on a done list; the
  * thread copies read data out to the frontend, again in one batch, and posts
- * the responses. Ring accounting follows upstream blkback: a producer index
+ * the responses. On tmpfs, a direct request whose pages are all in the page
+ * cache is served in the event handler itself: one grant copy between the
+ * frontend's pages and the page cache, no thread and no buffer (the memory
+ * fast path). Ring accounting follows upstream blkback: a producer index
  * more than a ring ahead of our responses is a hostile frontend, and no
  * request is taken off the ring that could not be answered in its slot.
  *
