@@ -1315,6 +1315,9 @@ static bool pvblk_back_fast_ring(struct pvblk_back_dev *be, bool *seen)
 	RING_IDX rc, rp;
 	int more;
 
+	/* the store changed size: the thread tells the frontend first */
+	if (pvblk_back_store_sectors(be) != be->lim.nr_sectors)
+		return false;
 	for (;;) {
 		rc = ring->req_cons;
 		rp = READ_ONCE(ring->sring->req_prod);
