@@ -119,6 +119,10 @@ static unsigned int max_indirect_segments = 256;
 module_param(max_indirect_segments, uint, 0644);
 MODULE_PARM_DESC(max_indirect_segments, "Largest number of segments in an indirect request (default 256, at most 4096)");
 
+static unsigned int max_grants = 8192;
+module_param(max_grants, uint, 0644);
+MODULE_PARM_DESC(max_grants, "Grant references the requests of one disk may hold at once (default 8192; the guest's grant table is shared by all its devices)");
+
 static bool trusted = true;
 module_param(trusted, bool, 0644);
 MODULE_PARM_DESC(trusted, "Is the backend trusted (else data goes through bounce buffers; also XenStore `trusted` per device)");
@@ -209,6 +213,7 @@ struct pvblk_req {
 	bool held;			/* on info->held: the backend holds grants */
 	struct list_head held_node;
 	unsigned int nseg;		/* data segments of a read or write */
+	unsigned int nr_budget;		/* grants counted in info->grants_inflight */
 	unsigned int nr_grefs;		/* data grants in use */
 	unsigned int nr_indirect;	/* indirect pages granted */
 	struct scatterlist *sg;		/* max_segs entries */
@@ -230,6 +235,8 @@ struct pvblk_stats {
 	u64 bounced;		/* requests through bounce buffers */
 	u64 resplit;		/* requests too large for the backend, split again */
 	u64 ring_full;
+	u64 grant_budget_waits;	/* requests held back by max_grants */
+	u64 grant_table_waits;	/* the grant table had no free references */
 };
 
 /* The test hooks' state: one injection at a time (inject_lock). */
@@ -287,6 +294,7 @@ struct pvblk_info {
 	struct request **shadow;	/* ring id (tag) -> request on the ring */
 	unsigned int depth;		/* entries of shadow */
 	unsigned int inflight;
+	unsigned int grants_inflight;	/* grant references the requests hold */
 	struct list_head held;		/* answered, grants still held by the backend */
 	struct delayed_work held_work;
 	struct bio_list resubmit;	/* bios of requests split again */
@@ -393,6 +401,13 @@ static bool pvblk_end_grants(struct pvblk_req *preq)
 	return all;
 }
 
+/* The request's grants are ended: they leave the in-flight budget. */
+static void pvblk_budget_put(struct pvblk_info *info, struct pvblk_req *preq)
+{
+	info->grants_inflight -= preq->nr_budget;
+	preq->nr_budget = 0;
+}
+
 /*
  * Resume: the old backend is gone with the old ring. Grants it still
  * appears to hold are ended by the grant table later (xen-blkfront does the
@@ -440,6 +455,7 @@ static void pvblk_held_work(struct work_struct *work)
 	list_for_each_entry_safe(preq, n, &info->held, held_node) {
 		if (!pvblk_end_grants(preq))
 			continue;
+		pvblk_budget_put(info, preq);
 		list_del(&preq->held_node);
 		preq->held = false;
 		dev_warn(&info->xbdev->dev, "backend released the grants of a request: failing it\n");
@@ -513,10 +529,13 @@ static blk_status_t pvblk_build_rw(struct pvblk_info *info, struct request *rq,
 		nind = DIV_ROUND_UP(nseg, PVBLK_SEGS_PER_INDIRECT_FRAME);
 
 	if (gnttab_alloc_grant_references(nseg + nind, &head) < 0) {
+		info->stats.grant_table_waits++;
 		gnttab_request_free_callback(&info->gnt_callback, pvblk_gnt_callback, info,
 					     nseg + nind);
 		return BLK_STS_DEV_RESOURCE;
 	}
+	preq->nr_budget = nseg + nind;
+	info->grants_inflight += nseg + nind;
 
 	preq->bounced = info->bounce;
 	preq->nseg = nseg;
@@ -749,6 +768,14 @@ static blk_status_t pvblk_queue_rq(struct blk_mq_hw_ctx *hctx,
 		info->stats.ring_full++;
 		goto busy;
 	}
+	/*
+	 * Grants for so many large requests would empty the grant table: wait
+	 * for answers (each restarts the queue) rather than for free references.
+	 */
+	if (info->inflight && info->grants_inflight + nseg > READ_ONCE(max_grants)) {
+		info->stats.grant_budget_waits++;
+		goto busy;
+	}
 	ret = pvblk_submit(info, rq, nseg);
 	if (ret == BLK_STS_DEV_RESOURCE)
 		goto busy;
@@ -887,6 +914,7 @@ static bool pvblk_handle_response(struct pvblk_info *info, const struct pvblk_re
 		pvblk_hold_locked(info, rq);
 		return false;
 	}
+	pvblk_budget_put(info, preq);
 
 	switch (rsp->status) {
 	case PVBLK_RSP_OKAY:
@@ -1034,11 +1062,13 @@ static void pvblk_disconnect(struct pvblk_info *info, enum pvblk_state state)
 		preq = blk_mq_rq_to_pdu(rq);
 		if (state == PVBLK_SUSPENDED) {
 			pvblk_forget_grants(preq);
+			pvblk_budget_put(info, preq);
 			blk_mq_requeue_request(rq, false);
 		} else if (!pvblk_end_grants(preq)) {
 			dev_warn(&info->xbdev->dev, "backend still holds the grants of an unanswered request\n");
 			pvblk_hold_locked(info, rq);
 		} else {
+			pvblk_budget_put(info, preq);
 			preq->status = BLK_STS_IOERR;
 			info->stats.errors++;
 			blk_mq_complete_request(rq);
@@ -1401,6 +1431,8 @@ static int pvblk_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "bounced %llu\n", s.bounced);
 	seq_printf(m, "resplit %llu\n", s.resplit);
 	seq_printf(m, "ring_full %llu\n", s.ring_full);
+	seq_printf(m, "grant_budget_waits %llu\n", s.grant_budget_waits);
+	seq_printf(m, "grant_table_waits %llu\n", s.grant_table_waits);
 	seq_printf(m, "inflight %u\n", inflight);
 	seq_printf(m, "ring_order %u\n", info->ring_order);
 	seq_printf(m, "max_segments %u\n", info->max_segs);
