@@ -137,6 +137,11 @@ module_param(max_buffer_pages, uint, 0644);
 MODULE_PARM_DESC(max_buffer_pages,
 		 "Buffer pages per device for requests in flight (default 2048, at least 512)");
 
+static bool fast_path = true;
+module_param(fast_path, bool, 0644);
+MODULE_PARM_DESC(fast_path,
+		 "Serve direct requests on a tmpfs store in the event handler, from the page cache (default on)");
+
 static bool audit;
 module_param(audit, bool, 0644);
 MODULE_PARM_DESC(audit,
@@ -1347,7 +1352,8 @@ static irqreturn_t pvblk_back_interrupt(int irq, void *dev_id)
 	struct pvblk_back_dev *be = dev_id;
 	bool seen = false, done;
 
-	if (READ_ONCE(be->fast) && !READ_ONCE(audit) && !READ_ONCE(be->hooks.hold_secs) &&
+	if (READ_ONCE(be->fast) && READ_ONCE(fast_path) && !READ_ONCE(audit) &&
+	    !READ_ONCE(be->hooks.hold_secs) &&
 	    !READ_ONCE(be->hooks.delay_secs) && !test_and_set_bit_lock(0, &be->ring_busy)) {
 		done = pvblk_back_fast_ring(be, &seen);
 		clear_bit_unlock(0, &be->ring_busy);
