@@ -39,5 +39,15 @@ def test_report_names_places_and_ratio() -> None:
                                                    "pvblk_fio_seq_read": [15.0]})}}
     text = blkbench.terminal(data)
     assert "clock: icount" in text and "1.50x" in text and "xen-blkfront/blkback" in text
+    assert "pvblk >= 1.2x upstream on 1 of 1 jobs" in text
     md = blkbench.markdown(data, [])
     assert "| seq read 1M | - | 10.0 | 15.0 | 1.50x |" in md
+
+
+def test_jobs_are_data_for_the_guest() -> None:
+    """Every job reaches pvk_fio as NAME:RW:BS:ENGINE:IODEPTH:NUMJOBS; psync and qd32 x4."""
+    specs = [j.spec for j in blkbench.JOBS.values()]
+    assert "seq_read:read:1M:psync:1:1" in specs
+    assert "aio_rand_write:randwrite:4k:libaio:32:4" in specs
+    assert all(name == f"fio_{j.name}" for name, j in blkbench.JOBS.items())
+    assert blkbench.split_place("pvblk_fio_aio_seq_read") == ("pvblk", "fio_aio_seq_read")

@@ -100,17 +100,21 @@ def test_intree_patch_applies_and_builds(name: str, kernels: dict[str, build.Bui
 
 
 def test_pvblk_scenario_three_pairings(kernels: dict[str, build.Build], tmp_path: Path) -> None:
+    """The pairings, plus one check per fix of issue 12 (each fails without its fix)."""
     result = run.run("pvblk", run.Options(accel="tcg", out=tmp_path))
     assert result["status"] == "PASS", result["reason"] + "\n" + "\n".join(result["boot"]["tail"])
     domu = {c["name"]: c for c in result["ktap"]["domU"]["cases"]}
     for name in ("integrity_pvblkfront_blkback", "integrity_blkfront_pvblkback",
-                 "integrity_pvblk_pvblk", "hotplug_seen_in_domU", "reload_pvblk_front",
-                 "hostile_frontend"):
+                 "integrity_pvblk_pvblk_bounce", "integrity_fast_path", "discard",
+                 "online_resize",
+                 "flush_refused_turns_flush_off", "held_grant_not_completed",
+                 "hotplug_seen_in_domU", "reload_pvblk_front", "hostile_frontend"):
         assert domu[name]["status"] == "ok", name
     hostile = " ".join(domu["hostile_frontend"]["diagnostics"])
     for mode in ("range", "gref", "nsegs", "segbounds", "badop"):
         assert f"inject {mode} status -" in hostile, hostile
     dom0 = {c["name"]: c for c in result["ktap"]["dom0"]["cases"]}
+    assert dom0["frontends_expose_nothing"]["status"] == "ok"
     assert dom0["hostile_frontend_survived"]["status"] == "ok"
     assert dom0["backing_files_match_domU"]["status"] == "ok"
     console = (tmp_path / "console.log").read_text()
@@ -118,18 +122,42 @@ def test_pvblk_scenario_three_pairings(kernels: dict[str, build.Build], tmp_path
         dom0["hostile_frontend_survived"]["diagnostics"])
 
 
+def test_pvblk_hostile_frontend_scenario(kernels: dict[str, build.Build],
+                                        tmp_path: Path) -> None:
+    """One boot: requests changing under pvblk-back, hostile XenStore connects, 1000
+    connect/close cycles back to the same resources, an event storm, no dirty page cache,
+    and an attach that does not wait for another device's teardown."""
+    # 100 cycles in CI (each takes about 0.2 s of XenStore round trips under TCG); the
+    # scenario's default is 1000: `pvkit run --scenario pvblk-hostile`
+    result = run.run("pvblk-hostile", run.Options(accel="tcg", out=tmp_path,
+                                                  env={"PVK_CYCLES": "100"}))
+    assert result["status"] == "PASS", result["reason"] + "\n" + "\n".join(result["boot"]["tail"])
+    domu = {c["name"]: c for c in result["ktap"]["domU"]["cases"]}
+    flips = " ".join(domu["requests_changing_under_the_backend"]["diagnostics"])
+    assert "flip_direct n=200" in flips and "flip_indirect n=200" in flips, flips
+    xs = " ".join(domu["hostile_xenstore_connects"]["diagnostics"])
+    for mode in ("order5", "noref", "badref", "evtchn", "queues0", "queues2", "abi32", "prod"):
+        assert f"xs {mode} refused" in xs, xs
+    dom0 = {c["name"]: c for c in result["ktap"]["dom0"]["cases"]}
+    for name in ("no_dirty_page_cache", "resources_back_after_cycles", "event_storm_cpu_bounded",
+                 "disconnect_under_load", "no_io_outside_and_dom0_clean"):
+        assert dom0[name]["status"] == "ok", name
+
+
 @pytest.mark.parametrize("name", ["pvblk-vbd", "pvblk-restore"])
 def test_pvblk_scenario_passes(name: str, kernels: dict[str, build.Build],
                                tmp_path: Path) -> None:
-    """pvblk-back bound to `vbd` for xl; pvblk-front across xl save/restore."""
+    """pvblk-back bound to `vbd` for xl; pvblk-front across xl save/restore onto a backend
+    that takes fewer segments."""
     result = run.run(name, run.Options(accel="tcg", out=tmp_path))
     assert result["status"] == "PASS", result["reason"] + "\n" + "\n".join(result["boot"]["tail"])
 
 
 def test_reduced_blkbench_pvblk_vs_upstream(kernels: dict[str, build.Build],
                                             tmp_path: Path) -> None:
-    """One icount repeat of every fio job over both driver pairs (the full comparison is
-    `pvkit blkbench`). Seen: pvblk 1.45x upstream on 1 MiB sequential I/O, 1.2x on 4 KiB."""
+    """One icount repeat of every fio job (psync, and libaio qd32 x 4 jobs) over both driver
+    pairs (the full comparison is `pvkit blkbench`). Issue 12's target: pvblk >= 1.2x upstream
+    on every job. icount makes the figures repeat exactly; seen: 1.22x-1.94x."""
     data = blkbench.run_blkbench(blkbench.Options(repeats=1, clocks=("icount",),
                                                   out=tmp_path))
     jobs = data["clocks"]["icount"]
@@ -137,9 +165,7 @@ def test_reduced_blkbench_pvblk_vs_upstream(kernels: dict[str, build.Build],
     for name, job in jobs.items():
         assert set(job["places"]) == {"upstream", "pvblk"}, name
         assert job["places"]["pvblk"]["median"] > 0, name
-    # pvblk's direct file I/O + 1 MiB indirect requests: clearly ahead on sequential I/O
-    assert jobs["fio_seq_read"]["pvblk_vs_upstream"] > 1.2, jobs["fio_seq_read"]
-    assert jobs["fio_seq_write"]["pvblk_vs_upstream"] > 1.2, jobs["fio_seq_write"]
+        assert job["pvblk_vs_upstream"] >= blkbench.TARGET, (name, job)
     assert (tmp_path / "report.md").read_text().count("pvblk-front/back") == 1
     if (dest := os.environ.get("PVKIT_ARTIFACTS")):
         shutil.copytree(tmp_path, Path(dest) / "blkbench", dirs_exist_ok=True)

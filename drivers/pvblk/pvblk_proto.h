@@ -66,6 +66,8 @@
 /* Protocol and device type names. */
 /* value of the frontend's `protocol` key */
 #define PVBLK_PROTOCOL_X86_64			"x86_64-abi"
+/* the 32-bit ABI, which pvblk-back refuses */
+#define PVBLK_PROTOCOL_X86_32			"x86_32-abi"
 /* pvkit's own device class (device/pvblk/<id>) */
 #define PVBLK_DEVICE_TYPE			"pvblk"
 /* the standard Xen virtual block device class */
@@ -113,6 +115,8 @@
 /* backend: physical sector size in bytes */
 #define PVBLK_XS_PHYSICAL_SECTOR_SIZE		"physical-sector-size"
 #define PVBLK_XS_INFO				"info"	/* backend: VDISK_* bits */
+/* toolstack: 0: untrusted backend, data through bounce pages (frontend directory) */
+#define PVBLK_XS_TRUSTED			"trusted"
 /* toolstack: "r" or "w" (backend directory) */
 #define PVBLK_XS_MODE				"mode"
 /* toolstack: the backing device or file (backend directory) */

@@ -8,6 +8,7 @@ file in dom0's tmpfs); one native boot runs them on a virtio-blk disk of the sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pvkit import iobench
@@ -16,9 +17,38 @@ from pvkit.iobench import Options
 PLACES = ("virtio", "upstream", "pvblk")
 PLACE_LABELS = {"virtio": "virtio-blk (native, ceiling)", "upstream": "xen-blkfront/blkback",
                 "pvblk": "pvblk-front/back"}
-JOBS = {"fio_seq_read": "seq read 1M", "fio_seq_write": "seq write 1M",
-        "fio_rand_read": "rand read 4K", "fio_rand_write": "rand write 4K"}
-TARGET = 1.2  # issue 5: pvblk >= 1.2x upstream on every fio workload (icount)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fio job, as pvk_fio (guest lib.sh) runs it: O_DIRECT on the whole device."""
+    name: str  # metric: <place>_fio_<name>
+    label: str
+    rw: str
+    bs: str
+    engine: str = "psync"
+    iodepth: int = 1
+    numjobs: int = 1
+
+    @property
+    def spec(self) -> str:
+        """The job as pvk_fio reads it from $PVK_FIO_JOBS."""
+        return ":".join(str(f) for f in (self.name, self.rw, self.bs, self.engine,
+                                         self.iodepth, self.numjobs))
+
+
+_JOBS = (
+    Job("seq_read", "seq read 1M", "read", "1M"),
+    Job("seq_write", "seq write 1M", "write", "1M"),
+    Job("rand_read", "rand read 4K", "randread", "4k"),
+    Job("rand_write", "rand write 4K", "randwrite", "4k"),
+    Job("aio_seq_read", "seq read 1M, qd32 x4", "read", "1M", "libaio", 32, 4),
+    Job("aio_seq_write", "seq write 1M, qd32 x4", "write", "1M", "libaio", 32, 4),
+    Job("aio_rand_read", "rand read 4K, qd32 x4", "randread", "4k", "libaio", 32, 4),
+    Job("aio_rand_write", "rand write 4K, qd32 x4", "randwrite", "4k", "libaio", 32, 4),
+)
+JOBS = {f"fio_{j.name}": j for j in _JOBS}
+TARGET = 1.2  # issue 12: pvblk >= 1.2x upstream on every fio workload (icount)
 
 
 def scenarios_for(clock: str) -> tuple[str, ...]:
@@ -32,8 +62,11 @@ def scenarios_for(clock: str) -> tuple[str, ...]:
 
 SUITE = iobench.Suite(
     name="blk", title="pvblk vs upstream Xen block drivers", ours="pvblk", places=PLACES,
-    labels=PLACE_LABELS, jobs=JOBS, header="fio (MB/s)", ylabel="MB/s (higher is better)",
-    notes="fio O_DIRECT psync, one job. The virtio-blk ceiling is measured in real time only: "
+    labels=PLACE_LABELS, jobs={name: j.label for name, j in JOBS.items()},
+    env={"PVK_FIO_JOBS": " ".join(j.spec for j in JOBS.values())}, header="fio (MB/s)",
+    ylabel="MB/s (higher is better)",
+    notes="fio O_DIRECT: psync with one job, and libaio at iodepth 32 with 4 jobs (qd32 x4). "
+          "The virtio-blk ceiling is measured in real time only: "
           "under icount its host-side I/O makes guest time jump.",
     scenarios=scenarios_for, plot_file="blk.png", target=TARGET)
 HEADERS = iobench.headers(SUITE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Suite:
     scenarios: Callable[[str], tuple[str, ...]]  # clock -> bench scenarios it boots
     plot_file: str
     target: float  # the issue's target for <ours>_vs_upstream
+    env: dict[str, str] = field(default_factory=dict)  # for the guests (e.g. PVK_FIO_JOBS)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,10 @@ def analyse(suite: Suite, metrics: dict[str, list[float]]) -> dict[str, Any]:
     return dict(sorted(jobs.items(), key=lambda kv: list(suite.jobs).index(kv[0])))
 
 
-def _boot(scenario: str, clock: str, opts: Options, out: Path, what: str) -> dict[str, Any]:
-    env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale)}
+def _boot(suite: Suite, scenario: str, clock: str, opts: Options, out: Path
+          ) -> dict[str, Any]:
+    env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale), **suite.env}
+    what = f"{suite.name} bench"
     return bench.boot(scenario, run.Options(accel="tcg", icount=clock == "icount", env=env,
                                             out=out), f"{what} {scenario} ({clock})")
 
@@ -93,7 +96,7 @@ def run_suite(suite: Suite, opts: Options, out: Path | None = None) -> dict[str,
         metrics: dict[str, list[float]] = {}
         for scenario in suite.scenarios(clock):
             progress.step(f"{suite.name} bench: {scenario} ({clock}, {opts.repeats} repeats)")
-            r = _boot(scenario, clock, opts, out / clock / scenario, f"{suite.name} bench")
+            r = _boot(suite, scenario, clock, opts, out / clock / scenario)
             data["meta"]["runs"][f"{clock}/{scenario}"] = r["dir"]
             data["meta"].setdefault("qemu", r["qemu"])
             data["meta"].setdefault("kernels", {}).update(
@@ -138,10 +141,18 @@ def headers(suite: Suite) -> list[str]:
             f"{suite.ours} / upstream", "max spread"]
 
 
+def target_line(suite: Suite, jobs: dict[str, Any]) -> str:
+    """How many jobs reach the target ratio."""
+    ratios = [j[ratio_key(suite)] for j in jobs.values() if ratio_key(suite) in j]
+    met = sum(r >= suite.target for r in ratios)
+    return f"{suite.ours} >= {suite.target}x upstream on {met} of {len(ratios)} jobs"
+
+
 def terminal(suite: Suite, data: dict[str, Any]) -> str:
     parts = []
     for clock, jobs in data["clocks"].items():
-        parts.append(f"{suite.title}, clock: {clock}\n{table(headers(suite), rows(suite, jobs))}")
+        parts.append(f"{suite.title}, clock: {clock}\n{table(headers(suite), rows(suite, jobs))}"
+                     f"\n{target_line(suite, jobs)}")
     return "\n\n".join(parts)
 
 
@@ -155,7 +166,7 @@ def markdown(suite: Suite, data: dict[str, Any], plots: list[str]) -> str:
         hdr = headers(suite)
         lines += [f"## clock: {clock}", "", "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
         lines += ["| " + " | ".join(r) + " |" for r in rows(suite, jobs)]
-        lines.append("")
+        lines += ["", target_line(suite, jobs), ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -174,7 +185,8 @@ def plot(suite: Suite, data: dict[str, Any], out: Path) -> list[str]:
             xs = [j + width * (i - (len(suite.places) - 1) / 2) for j in range(len(jobs))]
             ys = [job["places"].get(place, {}).get("median", 0) for job in jobs.values()]
             ax.bar(xs, ys, width=width, label=suite.labels[place])
-        ax.set_xticks(range(len(jobs)), [job["label"] for job in jobs.values()], fontsize=7)
+        ax.set_xticks(range(len(jobs)), [job["label"] for job in jobs.values()], rotation=25,
+                      ha="right", fontsize=7)
         ax.set_ylabel(suite.ylabel)
         ax.set_title(f"{suite.title}, clock {clock}", fontsize=9)
         ax.legend(fontsize=7)

@@ -49,6 +49,7 @@ VDISK_READONLY = 4
 
 # Protocol and device type names.
 PROTOCOL_X86_64 = "x86_64-abi"  # value of the frontend's `protocol` key
+PROTOCOL_X86_32 = "x86_32-abi"  # the 32-bit ABI, which pvblk-back refuses
 DEVICE_TYPE = "pvblk"  # pvkit's own device class (device/pvblk/<id>)
 DEVICE_TYPE_VBD = "vbd"  # the standard Xen virtual block device class
 
@@ -77,6 +78,7 @@ XS_SECTORS = "sectors"  # device size in 512-byte sectors
 XS_SECTOR_SIZE = "sector-size"  # logical sector size in bytes
 XS_PHYSICAL_SECTOR_SIZE = "physical-sector-size"  # physical sector size in bytes
 XS_INFO = "info"  # VDISK_* bits
+XS_TRUSTED = "trusted"  # 0: untrusted backend, data through bounce pages (frontend directory)
 XS_MODE = "mode"  # "r" or "w" (backend directory)
 XS_PARAMS = "params"  # the backing device or file (backend directory)
 # major:minor of the backing device in hex (backend directory)
@@ -105,6 +107,7 @@ XENSTORE_WRITERS: dict[str, str] = {
     "sector-size": "backend",
     "physical-sector-size": "backend",
     "info": "backend",
+    "trusted": "toolstack",
     "mode": "toolstack",
     "params": "toolstack",
     "physical-device": "toolstack",

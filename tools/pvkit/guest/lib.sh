@@ -135,23 +135,30 @@ pvk_sysbench() {
 	done
 }
 
-# fio on a block device, O_DIRECT: sequential 1 MiB read/write, 4 KiB random read/write;
-# pvk_fio DEV [PREFIX]: metrics are named PREFIXfio_<job>.rK
+# fio on a block device, O_DIRECT. The jobs are data: $PVK_FIO_JOBS lists
+# NAME:RW:BS:ENGINE:IODEPTH:NUMJOBS (blkbench passes its JOBS table); by default sequential
+# 1 MiB read/write and 4 KiB random read/write, psync, one job. Sequential jobs move the
+# device size, random 4 KiB jobs an eighth of it; NUMJOBS jobs split both (disjoint ranges,
+# bandwidth summed). pvk_fio DEV [PREFIX]: metrics are named PREFIXfio_<NAME>.rK
+PVK_FIO_DEFAULT_JOBS="seq_read:read:1M:psync:1:1 seq_write:write:1M:psync:1:1 \
+rand_read:randread:4k:psync:1:1 rand_write:randwrite:4k:psync:1:1"
 pvk_fio() {
 	_size=$(awk -v s="${PVK_SCALE:-1}" 'BEGIN { m = int(256 * s); if (m < 64) m = 64; if (m > 128) m = 128; print m }')
 	_k=1
 	while [ "$_k" -le "${PVK_REPEATS:-3}" ]; do
-		for _job in seq_read:read:1M seq_write:write:1M rand_read:randread:4k rand_write:randwrite:4k; do
-			_name=${_job%%:*}
-			_rest=${_job#*:}
-			_rw=${_rest%%:*}
-			_bs=${_rest#*:}
+		for _job in ${PVK_FIO_JOBS:-$PVK_FIO_DEFAULT_JOBS}; do
+			_name=${_job%%:*} _r=${_job#*:}
+			_rw=${_r%%:*} _r=${_r#*:}
+			_bs=${_r%%:*} _r=${_r#*:}
+			_engine=${_r%%:*} _r=${_r#*:}
+			_depth=${_r%%:*} _jobs=${_r#*:}
 			_io=$_size
 			[ "$_bs" = 4k ] && _io=$((_size / 8))
-			_bw=$(pvk_tool fio --name="$_name" --filename="$1" --rw="$_rw" --bs="$_bs" --size="${_size}M" \
-				--io_size="${_io}M" \
-				--direct=1 --ioengine=psync --numjobs=1 --randseed=42 --output-format=terse \
-				--terse-version=3 | awk -F';' -v rw="$_rw" \
+			_bw=$(pvk_tool fio --name="$_name" --filename="$1" --rw="$_rw" --bs="$_bs" \
+				--size="$((_size / _jobs))M" --io_size="$((_io / _jobs))M" \
+				--offset_increment="$((_size / _jobs))M" --numjobs="$_jobs" --group_reporting \
+				--direct=1 --ioengine="$_engine" --iodepth="$_depth" --randseed=42 \
+				--output-format=terse --terse-version=3 | awk -F';' -v rw="$_rw" \
 				'{ if (rw ~ /read/) print $7; else print $48 }')
 			[ -n "$_bw" ] || { echo "fio $_name gave no bandwidth"; return 1; }
 			echo "metric ${2}fio_$_name.r$_k $(awk -v b="$_bw" 'BEGIN { printf "%.2f", b / 1024 }') MB/s"
@@ -385,6 +392,28 @@ _pvk_xenbus_child() {
 		[ "${_x##*/}" = "$2" ] && { echo "${_b##*/}"; return 0; }
 	done
 	return 1
+}
+
+# pvk_blk_trust FTYPE ID 0|1: the frontend's `trusted` node (0: it bounces data through its own
+# pages, as xen-blkfront and pvblk-front do for an untrusted backend); before pvk_blk_attach
+pvk_blk_trust() {
+	_pvk_dev_nodes "$1" pvblk "$2" || return 1
+	xenstore-write "$_fe/trusted" "$3"
+	xenstore-chmod "$_fe/trusted" n0 "r$_d"
+}
+
+# dom0: what pvblk-back devices hold now, and the system-wide counts that must agree with it:
+# event channel IRQs named pvblk-back, pvblk kthreads, allocated file handles
+pvk_blk_resources() {
+	_r=/sys/kernel/debug/pvblk-back/resources
+	[ -r $_r ] || { echo "no $_r"; return 1; }
+	echo "$(tr '\n' ' ' < $_r)irq_lines $(grep -c pvblk-back /proc/interrupts)" \
+		"kthreads $(ps -e -o comm= | grep -c '^pvblk\.')"
+}
+
+# dom0: CPU time counters (USER+NICE+SYSTEM+IRQ+SOFTIRQ busy, total) from /proc/stat
+pvk_cpu_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
 # domU: the block device (e.g. xvda, pvblk0) of a xenbus device (e.g. vbd-51712, pvblk-1)
