@@ -55,13 +55,13 @@ def boot(session: nox.Session) -> None:
 @nox.session
 def main(session: nox.Session) -> None:
     """The main job: build the kernels, boot Xen + dom0 + domU through every scenario, then
-    measure paravirtualization overhead (native vs dom0 vs PV domU) and pvblk against the
-    upstream block drivers, and print the reports."""
+    measure paravirtualization overhead (native vs dom0 vs PV and PVH domU) and pvkit's split
+    drivers (pvblk, pvnet) against the upstream pairs, and print the reports."""
     _install(session, "plot")
     session.run("pvkit", "setup")
     session.run("pvkit", "run")
     session.run("pvkit", "bench", *session.posargs)
-    session.run("pvkit", "blkbench")
+    session.run("pvkit", "iobench")
 
 
 PIPELINES = {"vendor.gitlab-ci": ["ci/gitlab-ci.yml", "ci/gitlab/templates.yml"],

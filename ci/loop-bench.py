@@ -36,8 +36,9 @@ from pvkit.report import table  # noqa: E402
 KERNEL_FILE = "arch/x86/xen/enlighten_pv.c"
 DRIVER_FILE = DRIVERS_DIR / "pvblk" / "pvblk_front.c"
 DEFAULT_CASES = ["native:kernel", "native:scenario", "smoke:kernel", "smoke:scenario",
-                 "pvblk:driver"]
-# the targets (seconds from edit to verdict); pvblk: its boot time + 15 s
+                 "pvblk-vbd:driver"]
+# the targets (seconds from edit to verdict); a pvblk scenario after a driver edit:
+# its boot time + 15 s
 TARGETS = {"native:kernel": 10.0, "smoke:kernel": 40.0}
 
 
@@ -102,7 +103,7 @@ def main() -> int:
                           f"{phases}", file=sys.stderr)
                 med = [statistics.median(s[i] for s in samples) for i in range(4)]
                 target = TARGETS.get(f"{scenario}:{kind}")
-                if scenario == "pvblk" and kind == "driver":
+                if scenario.startswith("pvblk") and kind == "driver":
                     target = med[3] + 15.0
                 rows.append([scenario, kind, f"{med[0]:.1f}", f"{med[1]:.1f}", f"{med[2]:.1f}",
                              f"{med[3]:.1f}", f"{target:.1f}" if target else "-",

@@ -76,3 +76,32 @@ def test_git_tree_fingerprint(data_dir: Path, tmp_path: Path) -> None:
     assert source.fingerprint(src) == clean
     (tree / "Makefile").write_text((tree / "Makefile").read_text() + "# edit\n")
     assert source.fingerprint(src) != clean
+
+
+def test_plain_tree_is_walked_once_for_both_fingerprints(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = tmp_path / "linux"
+    (tree / "arch/x86/configs").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 1\n")
+    (tree / "Kconfig").write_text("")
+    (tree / "arch/x86/Kconfig.debug").write_text("")
+    (tree / "arch/x86/configs/xen.config").write_text("CONFIG_XEN=y\n")
+    (tree / "arch/x86/xen.c").write_text("int x;\n")
+    src = source.from_tree(tree)
+    alone = source.kconfig_fingerprint(src)  # its own walk, outside a reuse block
+    walks: list[str] = []
+    real_walk = source.os.walk
+
+    def counting_walk(top: object, *args: object, **kw: object) -> object:
+        walks.append(str(top))
+        return real_walk(top, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(source.os, "walk", counting_walk)
+    with source.fingerprints_reused():
+        source.fingerprint(src)
+        assert source.kconfig_fingerprint(src) == alone
+    assert walks == [str(tree)]
+    (tree / "arch/x86/xen.c").write_text("int xy;\n")  # not a Kconfig input
+    assert source.kconfig_fingerprint(src) == alone
+    (tree / "arch/x86/Kconfig.debug").write_text("config X\n")
+    assert source.kconfig_fingerprint(src) != alone

@@ -8,6 +8,8 @@ later run would trust.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import subprocess
 import tempfile
@@ -16,10 +18,14 @@ from pathlib import Path
 
 from pvkit import progress
 from pvkit.errors import PvkitError
-from pvkit.paths import cache_subdir
-from pvkit.util import replace_dir, sha256_file
+from pvkit.paths import cache_dir, cache_subdir
+from pvkit.util import replace_dir, sha256_file, sha256_text, write_json
 
 _apt_updated = False
+# what apt's answer depends on: its package lists, sources and preferences
+APT_STATE = (Path("/var/lib/apt/lists"), Path("/etc/apt/sources.list"),
+             Path("/etc/apt/sources.list.d"), Path("/etc/apt/preferences"),
+             Path("/etc/apt/preferences.d"))
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,47 @@ def _apt_update() -> None:
     _apt_updated = True
 
 
+def _apt_state() -> str:
+    """The sizes and modification times of what `apt-cache policy` reads."""
+    parts = []
+    for path in APT_STATE:
+        entries = sorted(path.iterdir()) if path.is_dir() else [path]
+        for entry in entries:
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            parts.append(f"{entry}:{st.st_size}:{st.st_mtime_ns}")
+    return sha256_text(*parts)
+
+
+def _memo_file() -> Path:
+    return cache_dir() / "apt-candidates.json"
+
+
 def candidate_version(name: str) -> str:
-    """The version apt-get would download, or a PvkitError naming the package."""
+    """The version apt-get would download, or a PvkitError naming the package. Answers are
+    remembered (apt-candidates.json in the cache) while apt's lists and settings stay the same:
+    asking apt-cache costs half a second, on every run of the loop."""
+    state = _apt_state()
+    try:
+        memo = json.loads(_memo_file().read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict) or memo.get("apt_state") != state:
+        memo = {"apt_state": state, "candidates": {}}
+    known = memo.get("candidates")
+    if isinstance(known, dict) and isinstance(known.get(name), str):
+        return known[name]
+    version = _ask_apt(name)
+    if _apt_state() == state:  # not remembered across an apt-get update it made
+        memo["candidates"] = {**(known if isinstance(known, dict) else {}), name: version}
+        with contextlib.suppress(OSError):  # a read-only cache only costs the next run time
+            write_json(_memo_file(), memo)
+    return version
+
+
+def _ask_apt(name: str) -> str:
     for attempt in range(2):
         out = subprocess.run(
             ["apt-cache", "policy", name], capture_output=True, text=True, check=False

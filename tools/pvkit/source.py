@@ -150,24 +150,28 @@ def fingerprint(src: Source) -> str:
 def kconfig_fingerprint(src: Source) -> str:
     """What Kconfig resolution reads of a tree: every Kconfig* file, the Makefile (the
     version) and the config fragments of arch/x86/configs and kernel/configs, by size and
-    modification time."""
+    modification time. (A plain tree's fingerprint walk computes it too, in the same walk.)"""
     memo = _MEMO
     key = src.root / ".pvkit-kconfig"
     if memo is not None and key in memo:
         return memo[key]
     parts = [src.origin]
+    root = str(src.root)
     for dirpath, dirnames, filenames in os.walk(src.root):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        configs = dirpath.endswith(("/configs", "/kernel/configs"))
         for name in sorted(filenames):
-            if name.startswith("Kconfig") or configs or (name == "Makefile" and
-                                                         dirpath == str(src.root)):
+            if _kconfig_input(root, dirpath, name):
                 st = os.lstat(os.path.join(dirpath, name))
                 parts.append(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}")
     value = sha256_text(*parts)
     if memo is not None:
         memo[key] = value
     return value
+
+
+def _kconfig_input(root: str, dirpath: str, name: str) -> bool:
+    return (name.startswith("Kconfig") or dirpath.endswith(("/configs", "/kernel/configs"))
+            or (name == "Makefile" and dirpath == root))
 
 
 def _fingerprint(src: Source) -> str:
@@ -195,10 +199,17 @@ def _fingerprint(src: Source) -> str:
         ).stdout
         stats = _stat_fingerprint(src.root, untracked.split())
         return sha256_text(src.origin, head, diff, stats, series_id)
-    return sha256_text(src.origin, _stat_fingerprint(src.root, None), series_id)
+    kparts: list[str] = [src.origin]
+    stats = _stat_fingerprint(src.root, None, kparts)
+    if _MEMO is not None:  # the same walk saw every Kconfig input: no second walk of the tree
+        _MEMO[src.root / ".pvkit-kconfig"] = sha256_text(*kparts)
+    return sha256_text(src.origin, stats, series_id)
 
 
-def _stat_fingerprint(root: Path, only: list[str] | None) -> str:
+def _stat_fingerprint(root: Path, only: list[str] | None,
+                      kconfig: list[str] | None = None) -> str:
+    """Sizes and modification times of the files named in `only`, or of the whole tree;
+    walking the whole tree, the Kconfig inputs' lines are also added to `kconfig`."""
     parts: list[str] = []
     if only is not None:
         for rel in sorted(only):
@@ -208,6 +219,7 @@ def _stat_fingerprint(root: Path, only: list[str] | None) -> str:
                 continue
             parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
         return sha256_text(*parts)
+    top = str(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
         for name in sorted(filenames):
@@ -216,5 +228,8 @@ def _stat_fingerprint(root: Path, only: list[str] | None) -> str:
                 st = os.lstat(path)
             except OSError:
                 continue
-            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+            line = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+            parts.append(line)
+            if kconfig is not None and _kconfig_input(top, dirpath, name):
+                kconfig.append(line)
     return sha256_text(*parts)
