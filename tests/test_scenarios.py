@@ -102,6 +102,9 @@ def test_bench_scenarios_load() -> None:
     ('drivers = ["pvblkk"]\n', r"s.toml:1: no driver 'pvblkk' in drivers/: did you mean "
      r"'pvblk'\?"),
     ('[domU]\nconfig = "disk = []"\n', r"s.toml:2: 'config' must be an array"),
+    ('[domU]\nmemory = 64\ntype = "hvm"\n', r"s.toml:3: \[domU\] type 'hvm' needs a device "
+     r"model \(qemu-system-xen\) in dom0"),
+    ('[domU]\ntype = "kvm"\n', r"s.toml:2: \[domU\] type must be one of \('pv', 'pvh'\)"),
     ('[[test]]\nname = "a"\nrun = "true"\n\n[[test]]\nname = "b"\ntimeout = "x"\n'
      'run = "true"\n', r"s.toml:7: 'timeout' must be an integer"),
     ('[[test]]\nname = "a"\nrun = \'\'\'\nname = 1\n\'\'\'\n[[test]]\nname = "a b"\n'

@@ -21,7 +21,7 @@ TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", 
             "tools", "drivers", "native", "programs"}
 NATIVE_KEYS = {"kernel", "scratch_mb"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup", "type"}
-DOMU_TYPES = ("pv", "pvh", "hvm")
+DOMU_TYPES = ("pv", "pvh")  # hvm: see _domu_type
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
 BOOTS = ("xen", "native")
@@ -51,7 +51,7 @@ class Scenario:
     tests: list[Test]
     domu_memory: int = 256
     domu_vcpus: int = 1
-    domu_type: str = "pv"  # [domU] type: pv, pvh (direct kernel boot) or hvm
+    domu_type: str = "pv"  # [domU] type: pv or pvh (both direct kernel boot)
     domu_config: list[str] = field(default_factory=list)
     domu_cmdline: str = ""
     domu_setup: str = ""
@@ -157,6 +157,10 @@ def _regexes(where: _Where, patterns: list[str]) -> list[str]:
 
 
 def _domu_type(where: _Where, kind: str) -> str:
+    if kind == "hvm":  # xl would start a QEMU device model in dom0 for it
+        raise where.fail("domU", "type", "[domU] type 'hvm' needs a device model "
+                         "(qemu-system-xen) in dom0, which pvkit's dom0 image does not carry; "
+                         "use 'pvh' (hardware-assisted, no device model) or 'pv'")
     if kind not in DOMU_TYPES:
         raise where.fail("domU", "type", f"[domU] type must be one of {DOMU_TYPES}")
     return kind
