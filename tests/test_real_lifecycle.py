@@ -1,9 +1,10 @@
-"""Domain lifecycle for real: `xl save -c` and `xl save` + `xl restore` with I/O in flight on
-all four frontends (pvblk-front, xen-blkfront, pvnet-front, xen-netfront), every block and
-every byte verified."""
+"""Domain lifecycle for real: `xl save -c`, `xl save` + `xl restore` and localhost live
+migration with I/O in flight on all four frontends (pvblk-front, xen-blkfront, pvnet-front,
+xen-netfront), every block and every byte verified."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,22 @@ def test_save_restore_with_io_in_flight(tmp_path: Path) -> None:
     # requests were on pvblk-back's ring at the suspend and were sent again
     io = " ".join(domu["io_across_checkpoint_and_restore"]["diagnostics"])
     assert "resume_dropped 0" in io and "resume_requeued 0" not in io, io
+
+
+def test_live_migration_with_io_in_flight(tmp_path: Path) -> None:
+    # CI migrates once plainly (then twice with --debug); PVK_MIGRATE_REPEATS=10 for OSSTest's
+    # localmigrate x10
+    repeats = int(os.environ.get("PVK_MIGRATE_REPEATS", "1"))
+    result = run.run("migrate", run.Options(accel="tcg", out=tmp_path,
+                                            env={"PVK_MIGRATE_REPEATS": str(repeats)}))
+    assert result["status"] == "PASS", explain(result)
+    domu, dom0 = cases(result, "domU"), cases(result, "dom0")
+    assert_everything_verified(domu, dom0, "blocks_and_streams_verified",
+                               "backing_files_and_streams_verified")
+    numbers = dom0["migration_numbers"]
+    for k in range(1, repeats + 3):  # the plain migrations, then the two --debug ones
+        assert metric(numbers, f"migrate_s.r{k}") > 0, k
+        assert f"downtime_ms.r{k}" in numbers["metrics"], k
+    # nothing wrote the guest's memory after the suspend while no packet came for it
+    assert metric(dom0["migrations"], "debug_verify_failed_pfns.quiet") == 0
+    assert "debug_verify_failed_pfns.busy" in dom0["migrations"]["metrics"]

@@ -604,10 +604,12 @@ pvk_stream_recv() {
 	setsid pvstream recv "$2" 900 > $PVK_IODIR/rx.$1 2>&1 &
 }
 
-# pvk_stream_send NAME IP PORT: a paced stream (32 KiB every 20 ms) until pvk_io_stop
+# pvk_stream_send NAME IP PORT: a paced stream (32 KiB every 20 ms) until pvk_io_stop; its
+# pid in $PVK_IODIR/tx.NAME.pid
 pvk_stream_send() {
 	mkdir -p $PVK_IODIR
 	setsid pvstream send "$2" "$3" $PVK_IODIR/stop 32 20 > $PVK_IODIR/tx.$1 2>&1 &
+	echo $! > $PVK_IODIR/tx.$1.pid
 }
 
 # pvk_io_stop: the writers finish their pass, the senders close their streams
