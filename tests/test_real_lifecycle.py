@@ -1,10 +1,12 @@
 """Domain lifecycle for real: `xl save -c`, `xl save` + `xl restore` and localhost live
 migration with I/O in flight on all four frontends (pvblk-front, xen-blkfront, pvnet-front,
-xen-netfront), every block and every byte verified."""
+xen-netfront), every block and every byte verified; and a deliberately broken pvblk-front
+(module parameter resume_drop_inflight) is caught by the same scenario."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,34 @@ def test_live_migration_with_io_in_flight(tmp_path: Path) -> None:
     # nothing wrote the guest's memory after the suspend while no packet came for it
     assert metric(dom0["migrations"], "debug_verify_failed_pfns.quiet") == 0
     assert "debug_verify_failed_pfns.busy" in dom0["migrations"]["metrics"]
+
+
+def test_broken_resume_fails_the_checksums(tmp_path: Path) -> None:
+    """pvblk-front with resume_drop_inflight=1 reports the requests that were on the old ring
+    as done without sending them again, and the same scenario must say FAIL with the block
+    check failing: the writer reads each pass back, so a lost write (the block still holds
+    the pass before) or a lost read (the buffer holds what it held before) is found in the
+    pass it happened in; a lost write is in dom0's backing file too."""
+    result = run.run("save-restore", run.Options(
+        accel="tcg", out=tmp_path, env={"PVK_PVBLK_FRONT_ARGS": "resume_drop_inflight=1"}))
+    assert result["status"] == "FAIL", explain(result)
+    domu, dom0 = cases(result, "domU"), cases(result, "dom0")
+    io = " ".join(domu["io_across_checkpoint_and_restore"]["diagnostics"])
+    assert "resume_dropped 0" not in io and "resume_requeued 0" in io, io
+    check = domu["blocks_and_streams_verified"]
+    assert check["status"] == "not ok"
+    found = " ".join(check["diagnostics"])
+    bad = re.findall(r"pvblk-1: writer: pass (\d+): block (\d+) holds pass (\d+) block (\d+)",
+                     found)
+    assert bad, found
+    lost_writes = [b for b in bad if int(b[2]) == int(b[0]) - 1 and b[1] == b[3]]
+    lost_reads = [b for b in bad if b[0] == b[2] and b[1] != b[3]]
+    assert len(lost_writes) + len(lost_reads) == len(bad), bad
+    # only pvblk-1 lost requests: the other disks verify
+    for disk in ("vbd-51712", "vbd-51728"):
+        assert f"{disk}: verified 8388608 bytes, 0 bad blocks" in found, found
+        assert f"{disk}: writer:" not in found, found
+    files = " ".join(dom0["backing_files_and_streams_verified"]["diagnostics"])
+    if lost_writes:
+        assert dom0["backing_files_and_streams_verified"]["status"] == "not ok"
+        assert re.search(r"pvblk1\.img: verified 8388608 bytes, [1-9]\d* bad blocks", files), files

@@ -100,12 +100,13 @@ pvk_tell() {
 	echo "pvkit-value $1 $2" > /dev/console
 }
 
-# dom0: wait until the domU has told a value, then print it
+# dom0: pvk_wait_value NAME SECONDS [OLD]: wait until the domU has told NAME a value (other
+# than OLD), then print it
 pvk_wait_value() {
 	_i=0
 	while [ "$_i" -lt "$2" ]; do
 		_v=$(pvk_domu_value "$1")
-		[ -n "$_v" ] && { echo "$_v"; return 0; }
+		[ -n "$_v" ] && [ "$_v" != "${3:-}" ] && { echo "$_v"; return 0; }
 		sleep 1
 		_i=$((_i + 1))
 	done
@@ -588,7 +589,8 @@ pvk_blk_verify() {
 PVK_IODIR=/tmp/pvk-io
 
 # pvk_blkpat_start XENBUS_DEV SEED: pass after pass of known data over the disk, 16 writes of
-# 256 KiB in flight, a pause of $PVK_BLKPAT_PAUSE_MS (default 100) between passes
+# 256 KiB in flight, each pass read back and verified before the next, a pause of
+# $PVK_BLKPAT_PAUSE_MS (default 100) between passes
 pvk_blkpat_start() {
 	mkdir -p $PVK_IODIR
 	_dev=$(pvk_disk "$1") || { echo "no disk for $1"; return 1; }
@@ -623,8 +625,9 @@ _pvk_io_result() {
 	pvk_wait "$3" grep -q "^$2 " "$1" || { echo "no result in $1:"; cat "$1"; return 1; }
 }
 
-# pvk_blkpat_check XENBUS_DEV: the writer's last pass, read back through the frontend and
-# verified block by block; metrics NAME.passes, NAME.max_stall_ms (the longest time no write
+# pvk_blkpat_check XENBUS_DEV: the writer verified each of its passes as it went (a block
+# that lost a write stopped it); its last pass read back through the frontend and verified
+# block by block; metrics NAME.passes, NAME.max_stall_ms (the longest time no request
 # completed, guest clock), NAME.bytes_verified; tells dom0 `blkpat.NAME` "SEED PASS" (for
 # pvk_blkpat_verify of the backing file)
 pvk_blkpat_check() {
@@ -633,19 +636,23 @@ pvk_blkpat_check() {
 	_seed=$(cat "$_f.seed")
 	_pass=$(awk '$1 == "passes" { print $2 }' "$_f")
 	pvk_tell "blkpat.$1" "$_seed $_pass"
-	sed -n 's/^stall \([0-9]*\) at \(.*\)/info '"$1"': no write completed for \1 ms from t=\2 s/p' "$_f"
+	sed -n 's/^stall \([0-9]*\) at \(.*\)/info '"$1"': nothing completed for \1 ms from t=\2 s/p' "$_f"
+	sed -n 's/^\(pass .*\)/info '"$1"': writer: \1/p' "$_f"
 	awk -v n="$1" '$1 == "passes" { print "metric " n ".passes " $2 " passes"
 		print "metric " n ".max_stall_ms " $6 " ms" }' "$_f"
-	pvk_blkpat_verify "/dev/$(pvk_disk "$1")" "$1" "$_seed" "$_pass"
+	_bc_rc=0
+	grep -q '^passes .* bad_blocks 0$' "$_f" || _bc_rc=1
+	pvk_blkpat_verify "/dev/$(pvk_disk "$1")" "$1" "$_seed" "$_pass" || _bc_rc=1
+	return $_bc_rc
 }
 
 # pvk_blkpat_verify DEV|FILE NAME SEED PASS: every block holds pass PASS's data
 pvk_blkpat_verify() {
 	_out=$(pvblkpat verify "$1" "$3" "$4")
-	_rc=$?
+	_bv_rc=$?
 	echo "$_out" | sed "s/^/info $2: /"
 	echo "$_out" | awk -v n="$2" '/^verified/ { print "metric " n ".bytes_verified " $2 " bytes" }'
-	return $_rc
+	return $_bv_rc
 }
 
 # pvk_stream_check NAME: the receiver saw the whole stream, every byte right; metrics
@@ -733,24 +740,24 @@ pvk_rig_streams_stop() {
 # dom0, after: the backing files hold the last pass the domU wrote; dom0's receivers had
 # every byte of the domU's streams
 pvk_rig_verify_dom0() {
-	_rc=0
+	_v0_rc=0
 	for _x in $PVK_RIG_DISKS; do
 		_dev=${_x%%:*}
 		_img=${_x#*:}
 		_img=${_img%%:*}
 		_told=$(pvk_domu_value "blkpat.$_dev")
-		[ -n "$_told" ] || { echo "the domU did not tell the pass of $_dev"; _rc=1; continue; }
+		[ -n "$_told" ] || { echo "the domU did not tell the pass of $_dev"; _v0_rc=1; continue; }
 		# shellcheck disable=SC2086
-		pvk_blkpat_verify "/tmp/$_img.img" "$_img.img" $_told || _rc=1
+		pvk_blkpat_verify "/tmp/$_img.img" "$_img.img" $_told || _v0_rc=1
 	done
-	pvk_stream_check A || _rc=1
-	pvk_stream_check B || _rc=1
-	return $_rc
+	pvk_stream_check A || _v0_rc=1
+	pvk_stream_check B || _v0_rc=1
+	return $_v0_rc
 }
 
-# dom0, after: pvk_rig_left_nothing OLD_DOMID: no backend node, device, interface or
-# pvblk-back state of the old domain is left (pvblk-back frees a device once its delayed
-# requests are done)
+# dom0: pvk_rig_left_nothing OLD_DOMID: no backend node, device, interface, event channel
+# interrupt or pvblk-back state of the old domain is left (pvblk-back frees a device once its
+# delayed requests are done), and no zombie domain (grants still mapped)
 pvk_rig_left_nothing() {
 	_b=/local/domain/0/backend
 	pvk_wait 90 sh -c "[ -z \"\$(xenstore-list $_b/vbd/$1 $_b/pvblk/$1 $_b/vif/$1 $_b/pvnet/$1 2> /dev/null)\" ]" \
@@ -759,6 +766,9 @@ pvk_rig_left_nothing() {
 		|| { ls /sys/kernel/debug/pvblk-back; return 1; }
 	! ls /sys/class/net | grep -E "^(vif|pvnetb)$1\." || return 1
 	! ls /sys/bus/xen-backend/devices | grep -E -- "-$1-" || return 1
+	! grep -E "(vif|pvnetb)$1\." /proc/interrupts || return 1
+	# a page of the domain still mapped in dom0 keeps it as a zombie, named (null)
+	pvk_wait 60 sh -c "! xl list | grep -q '^(null)'" || { xl list; return 1; }
 	info "nothing of domain $1 left in dom0; pvblk-back holds: $(pvk_blk_resources)"
 }
 
@@ -799,11 +809,55 @@ pvk_rig_io_stop() {
 
 # domU: every disk read back and verified block by block, every byte of dom0's streams right
 pvk_rig_verify_domU() {
-	_rc=0
+	_vu_rc=0
 	for _x in $PVK_RIG_DISKS; do
-		pvk_blkpat_check "${_x%%:*}" || _rc=1
+		pvk_blkpat_check "${_x%%:*}" || _vu_rc=1
 	done
-	pvk_stream_check A || _rc=1
-	pvk_stream_check B || _rc=1
-	return $_rc
+	pvk_stream_check A || _vu_rc=1
+	pvk_stream_check B || _vu_rc=1
+	return $_vu_rc
+}
+
+# domU: after a reboot (pvk_domu_next_boot), the rig again: the frontends load, every device
+# connects, the first 4 MiB of both disks read back (what pvk_rig_mark wrote must be there),
+# both networks ping dom0; tells dom0 `again` "TOKEN SHA_XVDA SHA_PVBLK PINGS" (TOKEN new
+# each boot)
+pvk_rig_again() {
+	_tok=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	_pings=0
+	pvk_rig_up > /tmp/again.log 2>&1 && _pings=2
+	pvk_tell again "$_tok $(pvk_rig_sha vbd-51712) $(pvk_rig_sha pvblk-1) $_pings"
+}
+
+# domU: pvk_rig_sha XENBUS_DEV: sha256 of the disk's first 4 MiB
+pvk_rig_sha() {
+	dd if="/dev/$(pvk_disk "$1")" bs=1M count=4 iflag=direct 2> /dev/null | sha256sum | cut -d' ' -f1
+}
+
+# domU: random data on the first 4 MiB of xvda and pvblk-1; tells dom0 `marked` "SHA SHA"
+pvk_rig_mark() {
+	for _dev in vbd-51712 pvblk-1; do
+		dd if=/dev/urandom of="/dev/$(pvk_disk $_dev)" bs=1M count=4 oflag=direct 2> /dev/null || return 1
+	done
+	pvk_tell marked "$(pvk_rig_sha vbd-51712) $(pvk_rig_sha pvblk-1)"
+}
+
+# dom0: pvk_domu_next_boot FILE: from its next boot on (xl reboot, xl create) the domU runs
+# FILE as its /pvkit/domU.sh instead of the scenario's tests (they ran once: a second KTAP
+# document would not be parsed): a cpio appended to its initramfs (the kernel unpacks the
+# parts in order, a later file wins)
+pvk_domu_next_boot() {
+	_r=/tmp/pvk-next-boot
+	rm -rf $_r
+	mkdir -p $_r/pvkit
+	cp "$1" $_r/pvkit/domU.sh
+	(cd $_r && find pvkit | busybox cpio -o -H newc 2> /dev/null | gzip) >> /pvkit/domU/initrd
+}
+
+# dom0: pvk_domu_new_boot OLD_DOMID SECONDS: wait until the domU runs under a new domid, then
+# give it the devices pvk made
+pvk_domu_new_boot() {
+	pvk_wait "$2" sh -c "_d=\$(xl domid $PVK_DOMU 2> /dev/null) && [ \"\$_d\" != $1 ]" || return 1
+	pvk_devs_forget "$1"
+	pvk_reattach
 }

@@ -8,10 +8,14 @@
  *       pass after pass over the whole device, DEPTH asynchronous O_DIRECT writes of
  *       BLOCK_KIB (default 256 KiB, depth 16) in flight at once (Linux native AIO), a pause
  *       of PAUSE_MS (default 0) between passes; pass P writes block B with data that only
- *       (SEED, P, B) gives. Once STOPFILE exists the pass under way is finished, and it
- *       prints "passes P bytes N max_stall_ms S" (S: the longest time without a completed
- *       write, pauses aside), then "stall MS at T" for each time no write completed for
- *       more than 250 ms (T: when it began, CLOCK_MONOTONIC seconds).
+ *       (SEED, P, B) gives. Each pass is read back (the same way) and compared before the
+ *       next one overwrites it, so a write lost in any pass is found. Once STOPFILE exists
+ *       (or a block was wrong) the pass under way is finished, and it prints
+ *       "passes P bytes N max_stall_ms S bad_blocks K" (S: the longest time without a
+ *       completed request, pauses aside), then "stall MS at T" for each time none completed
+ *       for more than 250 ms (T: when it began, CLOCK_MONOTONIC seconds); exit status 1 when
+ *       a block was wrong (the first ones are named: "pass P: block B holds pass Q block R")
+ *       or a request failed.
  *   pvblkpat verify DEV SEED PASS [BLOCK_KIB]
  *       every block must hold pass PASS's data: prints "verified N bytes, M bad blocks"
  *       and, for the first bad ones, what they hold (the pass and block of their header).
@@ -105,101 +109,144 @@ static int open_dev(const char *path, int flags, uint64_t *size)
 	return fd;
 }
 
-static int do_write(const char *dev, uint32_t seed, const char *stop, size_t bs, int depth,
-		    int pause_ms)
+/* One pass's writes or reads in flight: the AIO context, its slots and what they measure. */
+struct runner {
+	aio_context_t ctx;
+	int fd, depth;
+	size_t bs;
+	uint64_t nblocks, bytes;
+	uint32_t seed;
+	unsigned char *bufs[MAX_DEPTH], *want;
+	double last, stall, stalls[MAX_STALLS][2];
+	int nstalls;
+	unsigned long long bad;
+};
+
+/* A block read back in pass @pass that does not hold what the pass wrote: say what it holds. */
+static void report_bad(struct runner *r, const unsigned char *have, uint32_t pass, uint64_t b)
+{
+	struct blkhdr h;
+
+	if (r->bad++ >= SHOW_BAD)
+		return;
+	memcpy(&h, have, sizeof(h));
+	if (h.magic == MAGIC && h.seed == r->seed)
+		printf("pass %u: block %llu holds pass %u block %u%s\n", pass,
+		       (unsigned long long)b, h.pass, h.block,
+		       h.pass == pass && h.block == b ? " with other data" : "");
+	else
+		printf("pass %u: block %llu holds no pattern of seed %u\n", pass,
+		       (unsigned long long)b, r->seed);
+}
+
+/*
+ * Every block of the device once, @depth requests in flight: pass @pass's data written
+ * (@op IOCB_CMD_PWRITE), or read back and compared with it (IOCB_CMD_PREAD). 0, or 1 when
+ * a request failed.
+ */
+static int run_pass(struct runner *r, int op, uint32_t pass)
 {
 	static struct iocb cbs[MAX_DEPTH];
-	struct iocb *ptr[1];
 	struct io_event ev[MAX_DEPTH];
-	unsigned char *bufs[MAX_DEPTH];
-	aio_context_t ctx = 0;
-	uint64_t size, nblocks, next = 0, bytes = 0;
-	uint32_t pass = 1;
-	double last, stall = 0, stalls[MAX_STALLS][2];
-	int fd, i, busy = 0, stopping = 0, free_slot[MAX_DEPTH], nfree = 0, nstalls = 0;
+	struct iocb *ptr[1];
+	int free_slot[MAX_DEPTH], nfree = 0, busy = 0, i, k, n;
+	uint64_t next = 0, b;
+	double t;
 
-	fd = open_dev(dev, O_WRONLY, &size);
-	nblocks = size / bs;
-	if (!nblocks) {
-		fprintf(stderr, "pvblkpat: %s is smaller than one block\n", dev);
-		return 2;
-	}
-	if (syscall(SYS_io_setup, depth, &ctx))
-		die("io_setup");
-	for (i = 0; i < depth; i++) {
-		if (posix_memalign((void **)&bufs[i], 4096, bs))
-			die("posix_memalign");
+	for (i = 0; i < r->depth; i++)
 		free_slot[nfree++] = i;
-	}
-	last = now_s();
-	for (;;) {
-		/* fill the queue: the rest of this pass (and of the next, unless stopping) */
-		while (nfree) {
-			if (next == nblocks) {
-				if (stopping || !access(stop, F_OK)) {
-					stopping = 1;
-					break;
-				}
-				if (busy)	/* the pass ends before the next begins */
-					break;
-				if (pause_ms) {
-					usleep(pause_ms * 1000);
-					last = now_s();
-				}
-				next = 0;
-				pass++;
-			}
+	while (next < r->nblocks || busy) {
+		while (nfree && next < r->nblocks) {
 			i = free_slot[--nfree];
-			fill(bufs[i], bs, seed, pass, (uint32_t)next);
+			if (op == IOCB_CMD_PWRITE)
+				fill(r->bufs[i], r->bs, r->seed, pass, (uint32_t)next);
 			memset(&cbs[i], 0, sizeof(cbs[i]));
 			cbs[i].aio_data = (uint64_t)i;
-			cbs[i].aio_lio_opcode = IOCB_CMD_PWRITE;
-			cbs[i].aio_fildes = fd;
-			cbs[i].aio_buf = (uint64_t)(uintptr_t)bufs[i];
-			cbs[i].aio_nbytes = bs;
-			cbs[i].aio_offset = next * bs;
+			cbs[i].aio_lio_opcode = op;
+			cbs[i].aio_fildes = r->fd;
+			cbs[i].aio_buf = (uint64_t)(uintptr_t)r->bufs[i];
+			cbs[i].aio_nbytes = r->bs;
+			cbs[i].aio_offset = next * r->bs;
 			ptr[0] = &cbs[i];
-			while (syscall(SYS_io_submit, ctx, 1, ptr) != 1)
+			while (syscall(SYS_io_submit, r->ctx, 1, ptr) != 1)
 				if (errno != EINTR && errno != EAGAIN)
 					die("io_submit");
 			next++;
 			busy++;
 		}
-		if (!busy)
-			break;
-		int n = syscall(SYS_io_getevents, ctx, 1, busy, ev, NULL);
-
+		n = syscall(SYS_io_getevents, r->ctx, 1, busy, ev, NULL);
 		if (n < 0) {
 			if (errno == EINTR)	/* frozen for a suspend, and thawed */
 				continue;
 			die("io_getevents");
 		}
-		double t = now_s();
-
-		if (t - last > stall)
-			stall = t - last;
-		if (t - last > STALL_MIN && nstalls < MAX_STALLS) {
-			stalls[nstalls][0] = t - last;
-			stalls[nstalls++][1] = last;
+		t = now_s();
+		if (t - r->last > r->stall)
+			r->stall = t - r->last;
+		if (t - r->last > STALL_MIN && r->nstalls < MAX_STALLS) {
+			r->stalls[r->nstalls][0] = t - r->last;
+			r->stalls[r->nstalls++][1] = r->last;
 		}
-		last = t;
-		for (int k = 0; k < n; k++) {
-			if (ev[k].res != (int64_t)bs) {
-				fprintf(stderr, "pvblkpat: write of block %llu failed in pass %u: %lld\n",
-					(unsigned long long)(((struct iocb *)(uintptr_t)ev[k].obj)->aio_offset / bs),
-					pass, (long long)ev[k].res);
+		r->last = t;
+		for (k = 0; k < n; k++) {
+			i = (int)ev[k].data;
+			b = cbs[i].aio_offset / r->bs;
+			if (ev[k].res != (int64_t)r->bs) {
+				printf("pass %u: %s of block %llu failed: %lld\n", pass,
+				       op == IOCB_CMD_PWRITE ? "write" : "read",
+				       (unsigned long long)b, (long long)ev[k].res);
 				return 1;
 			}
-			free_slot[nfree++] = (int)ev[k].data;
+			if (op == IOCB_CMD_PWRITE) {
+				r->bytes += r->bs;
+			} else {
+				fill(r->want, r->bs, r->seed, pass, (uint32_t)b);
+				if (memcmp(r->want, r->bufs[i], r->bs))
+					report_bad(r, r->bufs[i], pass, b);
+			}
+			free_slot[nfree++] = i;
 			busy--;
-			bytes += bs;
 		}
 	}
-	printf("passes %u bytes %llu max_stall_ms %.0f\n", pass, (unsigned long long)bytes,
-	       stall * 1000);
-	for (i = 0; i < nstalls; i++)
-		printf("stall %.0f at %.2f\n", stalls[i][0] * 1000, stalls[i][1]);
 	return 0;
+}
+
+static int do_write(const char *dev, uint32_t seed, const char *stop, size_t bs, int depth,
+		    int pause_ms)
+{
+	struct runner r = { .depth = depth, .bs = bs, .seed = seed };
+	uint64_t size;
+	uint32_t pass = 0;
+	int i, rc = 0;
+
+	r.fd = open_dev(dev, O_RDWR, &size);
+	r.nblocks = size / bs;
+	if (!r.nblocks) {
+		fprintf(stderr, "pvblkpat: %s is smaller than one block\n", dev);
+		return 2;
+	}
+	if (syscall(SYS_io_setup, depth, &r.ctx))
+		die("io_setup");
+	for (i = 0; i < depth; i++)
+		if (posix_memalign((void **)&r.bufs[i], 4096, bs))
+			die("posix_memalign");
+	if (posix_memalign((void **)&r.want, 4096, bs))
+		die("posix_memalign");
+	r.last = now_s();
+	do {
+		if (pass && pause_ms) {
+			usleep(pause_ms * 1000);
+			r.last = now_s();
+		}
+		pass++;
+		/* written, then read back before the next pass overwrites it */
+		rc = run_pass(&r, IOCB_CMD_PWRITE, pass) || run_pass(&r, IOCB_CMD_PREAD, pass);
+	} while (!rc && !r.bad && access(stop, F_OK));
+	printf("passes %u bytes %llu max_stall_ms %.0f bad_blocks %llu\n", pass,
+	       (unsigned long long)r.bytes, r.stall * 1000, r.bad);
+	for (i = 0; i < r.nstalls; i++)
+		printf("stall %.0f at %.2f\n", r.stalls[i][0] * 1000, r.stalls[i][1]);
+	return rc || r.bad ? 1 : 0;
 }
 
 static int do_verify(const char *dev, uint32_t seed, uint32_t pass, size_t bs)
