@@ -110,3 +110,16 @@ def test_broken_resume_fails_the_checksums(tmp_path: Path) -> None:
     if lost_writes:
         assert dom0["backing_files_and_streams_verified"]["status"] == "not ok"
         assert re.search(r"pvblk1\.img: verified 8388608 bytes, [1-9]\d* bad blocks", files), files
+
+
+def test_reboot_and_shutdown_create(tmp_path: Path) -> None:
+    """xl reboot, then xl shutdown + xl create: every device reconnects with its data, and
+    nothing of the old domid is left in dom0."""
+    result = run.run("reboot", run.Options(accel="tcg", out=tmp_path))
+    assert result["status"] == "PASS", explain(result)
+    dom0 = cases(result, "dom0")
+    assert metric(dom0["xl_reboot"], "reboot_s") > 0
+    assert metric(dom0["xl_shutdown_and_create"], "create_to_up_s") > 0
+    for test in ("xl_reboot", "xl_shutdown_and_create"):
+        told = " ".join(dom0[test]["diagnostics"])
+        assert "nothing of domain " in told and " left in dom0" in told, told
