@@ -63,6 +63,26 @@ def test_run_out_gives_each_scenario_its_directory(monkeypatch: pytest.MonkeyPat
     assert seen == {"smoke": tmp_path / "smoke", "native": tmp_path / "native"}
 
 
+def test_run_env_reaches_the_guests(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from pvkit import run
+
+    seen: dict[str, dict[str, str]] = {}
+
+    def fake_run(name: str, opts: run.Options) -> dict:
+        seen[name] = opts.env
+        return {"scenario": name, "status": "PASS", "reason": "ok", "stages": [],
+                "wall_s": 0.0, "dir": ""}
+
+    monkeypatch.setattr(run, "run", fake_run)
+    assert cli.main(["run", "--scenario", "smoke", "--env", "PVK_MIGRATE_REPEATS=10",
+                     "--env", "PVK_PVBLK_FRONT_ARGS=a=1 b=2"]) == 0
+    assert seen == {"smoke": {"PVK_MIGRATE_REPEATS": "10", "PVK_PVBLK_FRONT_ARGS": "a=1 b=2"}}
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--scenario", "smoke", "--env", "no-equals"])
+    assert "'no-equals' is not NAME=VALUE" in capsys.readouterr().err
+
+
 def test_kernel_selection_reaches_every_verb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """`--tree/--fragment/--base` pick the same build in build, inspect, images, drivers,

@@ -131,6 +131,10 @@ static bool test_hooks;
 module_param(test_hooks, bool, 0444);
 MODULE_PARM_DESC(test_hooks, "Test: debugfs inject makes this frontend hostile to its backend");
 
+static bool resume_drop_inflight;
+module_param(resume_drop_inflight, bool, 0644);
+MODULE_PARM_DESC(resume_drop_inflight, "Test, deliberately broken: on resume, report the requests that were on the old ring as done instead of sending them again (writes are lost; default off)");
+
 enum pvblk_state {
 	PVBLK_DISCONNECTED,	/* no ring, or a ring the backend has not connected */
 	PVBLK_CONNECTED,	/* requests flow */
@@ -237,6 +241,8 @@ struct pvblk_stats {
 	u64 ring_full;
 	u64 grant_budget_waits;	/* requests held back by max_grants */
 	u64 grant_table_waits;	/* the grant table had no free references */
+	u64 resume_requeued;	/* on the ring at a resume: sent again */
+	u64 resume_dropped;	/* ... reported done unsent (resume_drop_inflight) */
 };
 
 /* The test hooks' state: one injection at a time (inject_lock). */
@@ -1060,9 +1066,17 @@ static void pvblk_disconnect(struct pvblk_info *info, enum pvblk_state state)
 			continue;
 		info->shadow[i] = NULL;
 		preq = blk_mq_rq_to_pdu(rq);
-		if (state == PVBLK_SUSPENDED) {
+		if (state == PVBLK_SUSPENDED && READ_ONCE(resume_drop_inflight)) {
+			/* the deliberately broken resume: the request is lost */
 			pvblk_forget_grants(preq);
 			pvblk_budget_put(info, preq);
+			preq->status = BLK_STS_OK;
+			info->stats.resume_dropped++;
+			blk_mq_complete_request(rq);
+		} else if (state == PVBLK_SUSPENDED) {
+			pvblk_forget_grants(preq);
+			pvblk_budget_put(info, preq);
+			info->stats.resume_requeued++;
 			blk_mq_requeue_request(rq, false);
 		} else if (!pvblk_end_grants(preq)) {
 			dev_warn(&info->xbdev->dev, "backend still holds the grants of an unanswered request\n");
@@ -1433,6 +1447,8 @@ static int pvblk_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "ring_full %llu\n", s.ring_full);
 	seq_printf(m, "grant_budget_waits %llu\n", s.grant_budget_waits);
 	seq_printf(m, "grant_table_waits %llu\n", s.grant_table_waits);
+	seq_printf(m, "resume_requeued %llu\n", s.resume_requeued);
+	seq_printf(m, "resume_dropped %llu\n", s.resume_dropped);
 	seq_printf(m, "inflight %u\n", inflight);
 	seq_printf(m, "ring_order %u\n", info->ring_order);
 	seq_printf(m, "max_segments %u\n", info->max_segs);

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -137,7 +138,7 @@ def _run_options(args: argparse.Namespace, build_missing: bool, name: str) -> An
     out = Path(args.out) / Path(name).stem if args.out else None
     return Options(accel=args.accel, icount=args.icount, tree=args.tree,
                    fragments=tuple(args.fragment), base=args.base,
-                   build_missing=build_missing, out=out)
+                   build_missing=build_missing, out=out, env=dict(args.env))
 
 
 def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bool) -> int:
@@ -403,7 +404,16 @@ def _add_boot_options(p: argparse.ArgumentParser) -> None:
                    help="deterministic guest time (QEMU -icount shift=0,sleep=off; TCG)")
     p.add_argument("--out", help="results directory: DIR/<scenario>/ per scenario (default: in "
                    "the cache)")
+    p.add_argument("--env", action="append", type=_env_pair, default=[], metavar="NAME=VALUE",
+                   help="exported to the guests' tests (e.g. PVK_MIGRATE_REPEATS=10)")
     p.add_argument("--json", action="store_true")
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE (a shell variable name)")
+    return name, value
 
 
 def _add_iobench_options(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,12 @@ if grep -q 'pvkit.mode=native' /proc/cmdline; then
 	sync
 	poweroff -f
 fi
+# the toolstack's reboot and poweroff (xl reboot, xl shutdown) reach this init through the
+# kernel's orderly_reboot/orderly_poweroff, which run /sbin/reboot or /sbin/poweroff: busybox
+# signals init (TERM, USR2); a shell as init would ignore them
+trap 'sync; reboot -f' TERM
+trap 'sync; poweroff -f' USR2
 while true; do
-	sleep 1000
+	sleep 1000 &
+	wait $!
 done

@@ -100,12 +100,13 @@ pvk_tell() {
 	echo "pvkit-value $1 $2" > /dev/console
 }
 
-# dom0: wait until the domU has told a value, then print it
+# dom0: pvk_wait_value NAME SECONDS [OLD]: wait until the domU has told NAME a value (other
+# than OLD), then print it
 pvk_wait_value() {
 	_i=0
 	while [ "$_i" -lt "$2" ]; do
 		_v=$(pvk_domu_value "$1")
-		[ -n "$_v" ] && { echo "$_v"; return 0; }
+		[ -n "$_v" ] && [ "$_v" != "${3:-}" ] && { echo "$_v"; return 0; }
 		sleep 1
 		_i=$((_i + 1))
 	done
@@ -286,9 +287,28 @@ _pvk_dev_start() {
 	xenstore-write "$_be/state" 1
 }
 
+# the devices pvk_blk_attach and pvk_net_attach made, one a line ("blk|net FTYPE BTYPE ID
+# ARGS..."), so that a domU that comes back under a new domid (restored, migrated) gets them
+# again: pvk_devs_forget OLD_DOMID, then pvk_reattach
+PVK_DEVS=/run/pvk-devices
+
+# _pvk_dev_record KIND FTYPE BTYPE ID ARGS...: remember a device (once)
+_pvk_dev_record() {
+	_pvk_dev_unrecord "$2" "$3" "$4"
+	echo "$*" >> $PVK_DEVS
+}
+
+# _pvk_dev_unrecord FTYPE BTYPE ID
+_pvk_dev_unrecord() {
+	[ -f $PVK_DEVS ] || return 0
+	grep -v "^[a-z]* $1 $2 $3 " $PVK_DEVS > $PVK_DEVS.new || true
+	mv $PVK_DEVS.new $PVK_DEVS
+}
+
 # pvk_dev_detach FTYPE BTYPE ID: hot-unplug as `xl block-detach`/`network-detach` do: the
 # backend goes offline and Closing, both ends close, then the nodes are removed
 pvk_dev_detach() {
+	_pvk_dev_unrecord "$@"
 	_pvk_dev_nodes "$@" || return 1
 	xenstore-write "$_be/online" 0 "$_be/state" 5
 	pvk_wait 30 sh -c "[ \"\$(xenstore-read $_be/state 2> /dev/null)\" = 6 ] || ! xenstore-exists $_be" \
@@ -314,6 +334,7 @@ pvk_blk_attach() {
 	[ -n "$_phys" ] && xenstore-write "$_be/physical-device" "$_phys"
 	xenstore-write "$_fe/virtual-device" "$3" "$_fe/device-type" disk
 	_pvk_dev_start
+	_pvk_dev_record blk "$1" "$2" "$3" "$4" "${5:-w}"
 	echo "attached $1/$3 <-> $2 backend $_be ($_params)"
 }
 
@@ -347,6 +368,7 @@ pvk_net_attach() {
 		"$_be/script" /etc/xen/scripts/vif-bridge "$_be/type" vif "$_be/hotplug-status" ""
 	xenstore-write "$_fe/handle" "$3" "$_fe/mac" "$4" "$_fe/trusted" 1
 	_pvk_dev_start
+	_pvk_dev_record net "$@"
 	pvk_net_hotplug "$@"
 }
 
@@ -382,6 +404,103 @@ pvk_wait_connected() {
 		echo "$1/$3: frontend state $(xenstore-read "$_fe/state" 2> /dev/null), backend state $(xenstore-read "$_be/state" 2> /dev/null)"
 		return 1
 	}
+}
+
+# dom0: pvk_devs_forget OLD_DOMID: the backends of the devices pvk made for a domain that is
+# gone (saved, migrated away, shut down) are removed, their loop devices released
+pvk_devs_forget() {
+	[ -f $PVK_DEVS ] || return 0
+	while read -r _k _ft _bt _id _rest <&3; do
+		_be=/local/domain/0/backend/$_bt/$1/$_id
+		_params=$(xenstore-read "$_be/params" 2> /dev/null) || _params=
+		xenstore-rm "$_be" 2> /dev/null || true
+		# still held by the backend: detached once it lets go (autoclear)
+		case $_params in /dev/loop*) losetup -d "$_params" 2> /dev/null || true ;; esac
+		[ -n "$(xenstore-list "/local/domain/0/backend/$_bt/$1" 2> /dev/null)" ] \
+			|| xenstore-rm "/local/domain/0/backend/$_bt/$1" 2> /dev/null || true
+		echo "forgot $_ft/$_id of domain $1 ($_bt backend)"
+	done 3< $PVK_DEVS
+	return 0
+}
+
+# dom0: pvk_reattach: the devices pvk made, for the domU's current domid
+pvk_reattach() {
+	[ -f $PVK_DEVS ] || return 0
+	cp $PVK_DEVS $PVK_DEVS.replay
+	while read -r _k _ft _bt _id _a1 _a2 <&3; do
+		case $_k in
+		blk) pvk_blk_attach "$_ft" "$_bt" "$_id" "$_a1" "$_a2" || return 1 ;;
+		net) pvk_net_attach "$_ft" "$_bt" "$_id" "$_a1" "$_a2" || return 1 ;;
+		esac
+	done 3< $PVK_DEVS.replay
+	rm -f $PVK_DEVS.replay
+}
+
+# dom0: pvk_moved OLD_DOMID: the domU runs paused under a new domid (xl restore -p, xl
+# migrate -p): the old domain's pvk devices go, the new one gets them, then it runs
+pvk_moved() {
+	pvk_devs_forget "$1"
+	pvk_reattach || return 1
+	xl unpause "$PVK_DOMU"
+}
+
+# dom0: pvk_migrate [--debug]: a localhost live migration of the domU, no ssh: with `-s ''`
+# xl runs the receiver command under sh -c with the stream on its stdin and stdout. The
+# receiver (-e: it does not stay to watch the domain; -p: it leaves the domain paused) takes
+# over the name; dom0 gives the new domain the devices pvk made (pvk_moved) and unpauses it.
+# Both domains exist at once: xl's vifs of both sit on the bridge with the same MAC.
+# xenconsoled names a console log after the domain's name when it connects the console, so
+# the incoming domain's log is linked to the domU's. With --debug the sender sends every page
+# again at the end for the receiver to compare ("verify pfn ... failed" when a page changed
+# after the domain was suspended, e.g. a backend wrote it). Appends "N OLD NEW T0 T1 T2"
+# (dom0 clock: start, xl done, devices and unpause done) to /tmp/pvk-migrations; xl's output
+# in /tmp/pvk-migrate.N.log
+pvk_migrate() {
+	_old=$(pvk_domid) || return 1
+	_send=
+	_recv="exec xl migrate-receive -e -p"
+	[ "$1" = --debug ] && { _send=--debug; _recv="$_recv -d"; }
+	_n=$(($(cat /tmp/pvk-migrations 2> /dev/null | wc -l) + 1))
+	ln -sf "guest-$PVK_DOMU.log" "/var/log/xen/console/guest-$PVK_DOMU--incoming.log"
+	_t0=$(pvk_uptime)
+	# shellcheck disable=SC2086
+	xl migrate $_send -s '' "$PVK_DOMU" "$_recv" > /tmp/pvk-migrate.$_n.log 2>&1 || {
+		tail -n 20 /tmp/pvk-migrate.$_n.log
+		echo "xl migrate failed (migration $_n, domid $_old)"
+		return 1
+	}
+	_t1=$(pvk_uptime)
+	pvk_moved "$_old" > /tmp/pvk-moved.$_n.log 2>&1 || { cat /tmp/pvk-moved.$_n.log; return 1; }
+	_t2=$(pvk_uptime)
+	echo "$_n $_old $(pvk_domid) $_t0 $_t1 $_t2" >> /tmp/pvk-migrations
+	info "migration $_n: domid $_old -> $(pvk_domid); xl migrate t=$_t0..$_t1, devices and unpause ..$_t2 s"
+}
+
+# dom0: seconds since boot (the clock of the guest programs' CLOCK_MONOTONIC stamps)
+pvk_uptime() {
+	cut -d' ' -f1 /proc/uptime
+}
+
+# dom0: pvk_bridge NAME ADDR/PREFIX: a bridge with an address, up
+pvk_bridge() {
+	ip link add "$1" type bridge && ip addr add "$2" dev "$1" && ip link set "$1" up
+}
+
+# dom0 serves /tmp/www (busybox httpd on port 8080, started by pvk_serve); the domU learns
+# that something happened in dom0 from signal files there
+pvk_serve() {
+	mkdir -p /tmp/www/signal
+	busybox httpd -p 8080 -h /tmp/www
+}
+
+# dom0: pvk_signal NAME: tell the domU (it waits with pvk_wait_signal)
+pvk_signal() {
+	touch "/tmp/www/signal/$1"
+}
+
+# domU: pvk_wait_signal NAME SECONDS DOM0_IP
+pvk_wait_signal() {
+	pvk_wait "$2" wget -q -O /dev/null "http://$3:8080/signal/$1"
 }
 
 # domU: the child of a xenbus device (e.g. vif-2, pvnet-1, vbd-51712) in a sysfs class
@@ -462,4 +581,283 @@ pvk_blk_verify() {
 	pvk_tool fio --name=buffered --rw=randwrite --direct=1 --offset=16M --verify_only \
 		$_common > /dev/null || { echo "verify after buffered write failed on $1"; return 1; }
 	echo "fio verified $1: 16 MiB O_DIRECT + 16 MiB buffered with flushes"
+}
+
+# --- I/O in flight across a save, restore or migration (both guests) ---
+# Block writers (pvblkpat) and paced TCP streams (pvstream) run in the background until
+# pvk_io_stop; then every block and every byte is verified. Their output is in $PVK_IODIR.
+PVK_IODIR=/tmp/pvk-io
+
+# pvk_blkpat_start XENBUS_DEV SEED: pass after pass of known data over the disk, 16 writes of
+# 256 KiB in flight, each pass read back and verified before the next, a pause of
+# $PVK_BLKPAT_PAUSE_MS (default 100) between passes
+pvk_blkpat_start() {
+	mkdir -p $PVK_IODIR
+	_dev=$(pvk_disk "$1") || { echo "no disk for $1"; return 1; }
+	echo "$2" > $PVK_IODIR/blk.$1.seed
+	setsid pvblkpat write "/dev/$_dev" "$2" $PVK_IODIR/stop 256 16 "${PVK_BLKPAT_PAUSE_MS:-100}" \
+		> $PVK_IODIR/blk.$1 2>&1 &
+	info "$1 ($_dev): writer started, seed $2"
+}
+
+# pvk_stream_recv NAME PORT: a receiver that checks every byte of one TCP stream
+pvk_stream_recv() {
+	mkdir -p $PVK_IODIR
+	setsid pvstream recv "$2" 900 > $PVK_IODIR/rx.$1 2>&1 &
+}
+
+# pvk_stream_send NAME IP PORT: a paced stream (32 KiB every 20 ms) until pvk_io_stop; its
+# pid in $PVK_IODIR/tx.NAME.pid
+pvk_stream_send() {
+	mkdir -p $PVK_IODIR
+	setsid pvstream send "$2" "$3" $PVK_IODIR/stop 32 20 > $PVK_IODIR/tx.$1 2>&1 &
+	echo $! > $PVK_IODIR/tx.$1.pid
+}
+
+# pvk_io_stop: the writers finish their pass, the senders close their streams
+pvk_io_stop() {
+	mkdir -p $PVK_IODIR
+	touch $PVK_IODIR/stop
+}
+
+# _pvk_io_result FILE WORD SECONDS: wait for the result line a program prints when it ends
+_pvk_io_result() {
+	pvk_wait "$3" grep -q "^$2 " "$1" || { echo "no result in $1:"; cat "$1"; return 1; }
+}
+
+# pvk_blkpat_check XENBUS_DEV: the writer verified each of its passes as it went (a block
+# that lost a write stopped it); its last pass read back through the frontend and verified
+# block by block; metrics NAME.passes, NAME.max_stall_ms (the longest time no request
+# completed, guest clock), NAME.bytes_verified; tells dom0 `blkpat.NAME` "SEED PASS" (for
+# pvk_blkpat_verify of the backing file)
+pvk_blkpat_check() {
+	_f=$PVK_IODIR/blk.$1
+	_pvk_io_result "$_f" passes 120 || return 1
+	_seed=$(cat "$_f.seed")
+	_pass=$(awk '$1 == "passes" { print $2 }' "$_f")
+	pvk_tell "blkpat.$1" "$_seed $_pass"
+	sed -n 's/^stall \([0-9]*\) at \(.*\)/info '"$1"': nothing completed for \1 ms from t=\2 s/p' "$_f"
+	sed -n 's/^\(pass .*\)/info '"$1"': writer: \1/p' "$_f"
+	awk -v n="$1" '$1 == "passes" { print "metric " n ".passes " $2 " passes"
+		print "metric " n ".max_stall_ms " $6 " ms" }' "$_f"
+	_bc_rc=0
+	grep -q '^passes .* bad_blocks 0$' "$_f" || _bc_rc=1
+	pvk_blkpat_verify "/dev/$(pvk_disk "$1")" "$1" "$_seed" "$_pass" || _bc_rc=1
+	return $_bc_rc
+}
+
+# pvk_blkpat_verify DEV|FILE NAME SEED PASS: every block holds pass PASS's data
+pvk_blkpat_verify() {
+	_out=$(pvblkpat verify "$1" "$3" "$4")
+	_bv_rc=$?
+	echo "$_out" | sed "s/^/info $2: /"
+	echo "$_out" | awk -v n="$2" '/^verified/ { print "metric " n ".bytes_verified " $2 " bytes" }'
+	return $_bv_rc
+}
+
+# pvk_stream_check NAME: the receiver saw the whole stream, every byte right; metrics
+# stream.NAME.bytes and stream.NAME.max_gap_ms (the longest time nothing arrived, in the
+# receiver's clock), and each gap over 100 ms as info
+pvk_stream_check() {
+	_f=$PVK_IODIR/rx.$1
+	_pvk_io_result "$_f" bytes 180 || return 1
+	sed -n 's/^gap \([0-9]*\) at \(.*\)/info stream '"$1"': nothing for \1 ms from t=\2 s/p' "$_f"
+	awk -v n="$1" '$1 == "bytes" { print "metric stream." n ".bytes " $2 " bytes"
+		print "metric stream." n ".max_gap_ms " $6 " ms" }' "$_f"
+	grep -q '^bytes [1-9][0-9]* bad 0 ' "$_f" || { echo "stream $1:"; cat "$_f"; return 1; }
+}
+
+# --- the lifecycle rig (save-restore, migrate): I/O in flight on all four frontends ---
+# Disks of 8 MiB, each written by pvblkpat: xvda (vbd-51712: xen-blkfront + xen-blkback, from
+# the xl config), pvblk/1 (pvblk-front + pvblk-back), xvdb (vbd-51728: xen-blkfront +
+# pvblk-back). Networks, a pvstream each way on each: vif/0 (xen-netfront + xen-netback, from
+# the xl config, on pvbrA, 192.0.2.0/24) and pvnet/1 (pvnet-front + pvnet-back, on pvbrB,
+# 198.51.100.0/24). The scenario's [domU] config has the xl devices:
+#   disk = [ 'format=raw, vdev=xvda, access=rw, target=/tmp/xvda.img' ]
+#   vif = [ 'bridge=pvbrA, mac=00:16:3e:00:0d:01' ]
+# XENBUS_DEV:IMAGE:SEED
+PVK_RIG_DISKS="vbd-51712:xvda:11 pvblk-1:pvblk1:12 vbd-51728:xvdb:13"
+
+# dom0, the [domU] setup: backends (pvblk-back with test hooks and a small buffer, so that
+# delay_io leaves requests on its rings), images, bridges, the signal server, dom0's receivers
+pvk_rig_setup() {
+	modprobe xen-blkback && modprobe xen-netback || return 1
+	insmod /pvkit/modules/pvblk-back.ko test_hooks=1 max_buffer_pages=512 || return 1
+	insmod /pvkit/modules/pvnet-back.ko || return 1
+	for _x in $PVK_RIG_DISKS; do
+		_img=${_x#*:}
+		dd if=/dev/zero of="/tmp/${_img%%:*}.img" bs=1M count=8 2> /dev/null || return 1
+	done
+	pvk_bridge pvbrA 192.0.2.1/24 && pvk_bridge pvbrB 198.51.100.1/24 || return 1
+	pvk_serve
+	pvk_stream_recv A 7101
+	pvk_stream_recv B 7102
+}
+
+# dom0: the devices pvk makes, once the domU has loaded its frontends (pvk_rig_up)
+pvk_rig_attach() {
+	pvk_wait_value front_loaded 120 > /dev/null || return 1
+	pvk_blk_attach pvblk pvblk 1 /tmp/pvblk1.img || return 1
+	pvk_blk_attach vbd pvblk 51728 /tmp/xvdb.img || return 1
+	pvk_net_attach pvnet pvnet 1 00:16:3e:00:0d:02 pvbrB || return 1
+	pvk_rig_connected 60
+}
+
+# dom0: pvk_rig_connected SECONDS: all five devices of the domU connected
+pvk_rig_connected() {
+	for _x in "pvblk pvblk 1" "vbd pvblk 51728" "pvnet pvnet 1" "vbd vbd 51712" "vif vif 0"; do
+		# shellcheck disable=SC2086
+		pvk_wait_connected $_x "$1" || return 1
+	done
+}
+
+# dom0: pvk_rig_delay SECONDS: pvblk-back answers late (test hook delay_io), so requests of
+# pvblk/1 and xvdb stay on the rings over a suspend
+pvk_rig_delay() {
+	_d=$(pvk_domid) || return 1
+	for _id in 1 51728; do
+		echo "delay_io $1" > "/sys/kernel/debug/pvblk-back/$_d-$_id/inject" || return 1
+	done
+}
+
+# dom0: the streams to the domU, once its receivers run
+pvk_rig_streams_start() {
+	pvk_wait_value io_running 180 > /dev/null || return 1
+	pvk_stream_send A 192.0.2.2 7201
+	pvk_stream_send B 198.51.100.2 7202
+}
+
+# dom0: pvk_rig_streams_stop SECONDS: when the domU stops its I/O, dom0 stops its streams
+pvk_rig_streams_stop() {
+	pvk_wait_value io_stopping "$1" > /dev/null || return 1
+	pvk_io_stop
+	for _s in A B; do
+		_pvk_io_result $PVK_IODIR/tx.$_s bytes 120 || return 1
+		info "stream $_s to the domU: $(cat $PVK_IODIR/tx.$_s)"
+	done
+}
+
+# dom0, after: the backing files hold the last pass the domU wrote; dom0's receivers had
+# every byte of the domU's streams
+pvk_rig_verify_dom0() {
+	_v0_rc=0
+	for _x in $PVK_RIG_DISKS; do
+		_dev=${_x%%:*}
+		_img=${_x#*:}
+		_img=${_img%%:*}
+		_told=$(pvk_domu_value "blkpat.$_dev")
+		[ -n "$_told" ] || { echo "the domU did not tell the pass of $_dev"; _v0_rc=1; continue; }
+		# shellcheck disable=SC2086
+		pvk_blkpat_verify "/tmp/$_img.img" "$_img.img" $_told || _v0_rc=1
+	done
+	pvk_stream_check A || _v0_rc=1
+	pvk_stream_check B || _v0_rc=1
+	return $_v0_rc
+}
+
+# dom0: pvk_rig_left_nothing OLD_DOMID: no backend node, device, interface, event channel
+# interrupt or pvblk-back state of the old domain is left (pvblk-back frees a device once its
+# delayed requests are done), and no zombie domain (grants still mapped)
+pvk_rig_left_nothing() {
+	_b=/local/domain/0/backend
+	pvk_wait 90 sh -c "[ -z \"\$(xenstore-list $_b/vbd/$1 $_b/pvblk/$1 $_b/vif/$1 $_b/pvnet/$1 2> /dev/null)\" ]" \
+		|| { xenstore-ls $_b; return 1; }
+	pvk_wait 60 sh -c "! ls /sys/kernel/debug/pvblk-back | grep -q '^$1-'" \
+		|| { ls /sys/kernel/debug/pvblk-back; return 1; }
+	! ls /sys/class/net | grep -E "^(vif|pvnetb)$1\." || return 1
+	! ls /sys/bus/xen-backend/devices | grep -E -- "-$1-" || return 1
+	! grep -E "(vif|pvnetb)$1\." /proc/interrupts || return 1
+	# a page of the domain still mapped in dom0 keeps it as a zombie, named (null)
+	pvk_wait 60 sh -c "! xl list | grep -q '^(null)'" || { xl list; return 1; }
+	info "nothing of domain $1 left in dom0; pvblk-back holds: $(pvk_blk_resources)"
+}
+
+# domU: the frontends (pvblk-front with the module parameters in $PVK_PVBLK_FRONT_ARGS), the
+# disks and networks up
+pvk_rig_up() {
+	# shellcheck disable=SC2086
+	insmod /pvkit/modules/pvblk-front.ko ${PVK_PVBLK_FRONT_ARGS:-} || return 1
+	insmod /pvkit/modules/pvnet-front.ko || return 1
+	pvk_tell front_loaded 1
+	pvk_wait 150 sh -c '. /pvkit/lib.sh; pvk_disk vbd-51712 && pvk_disk pvblk-1 && pvk_disk vbd-51728' \
+		|| return 1
+	pvk_nic_up vif-0 192.0.2.2/24 150 && pvk_nic_up pvnet-1 198.51.100.2/24 150 || return 1
+	pvk_wait 30 ping -c 1 -W 2 192.0.2.1 && pvk_wait 30 ping -c 1 -W 2 198.51.100.1
+}
+
+# domU: receivers, writers and senders start; dom0 is told (it starts its senders)
+pvk_rig_io_start() {
+	pvk_stream_recv A 7201
+	pvk_stream_recv B 7202
+	for _x in $PVK_RIG_DISKS; do
+		pvk_blkpat_start "${_x%%:*}" "${_x##*:}" || return 1
+	done
+	pvk_stream_send A 192.0.2.1 7101
+	pvk_stream_send B 198.51.100.1 7102
+	pvk_tell io_running 1
+}
+
+# domU: the writers finish their pass, the streams both ways end
+pvk_rig_io_stop() {
+	pvk_io_stop
+	pvk_tell io_stopping 1
+	for _s in A B; do
+		_pvk_io_result $PVK_IODIR/tx.$_s bytes 120 || return 1
+		info "stream $_s to dom0: $(cat $PVK_IODIR/tx.$_s)"
+	done
+}
+
+# domU: every disk read back and verified block by block, every byte of dom0's streams right
+pvk_rig_verify_domU() {
+	_vu_rc=0
+	for _x in $PVK_RIG_DISKS; do
+		pvk_blkpat_check "${_x%%:*}" || _vu_rc=1
+	done
+	pvk_stream_check A || _vu_rc=1
+	pvk_stream_check B || _vu_rc=1
+	return $_vu_rc
+}
+
+# domU: after a reboot (pvk_domu_next_boot), the rig again: the frontends load, every device
+# connects, the first 4 MiB of both disks read back (what pvk_rig_mark wrote must be there),
+# both networks ping dom0; tells dom0 `again` "TOKEN SHA_XVDA SHA_PVBLK PINGS" (TOKEN new
+# each boot)
+pvk_rig_again() {
+	_tok=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	_pings=0
+	pvk_rig_up > /tmp/again.log 2>&1 && _pings=2
+	pvk_tell again "$_tok $(pvk_rig_sha vbd-51712) $(pvk_rig_sha pvblk-1) $_pings"
+}
+
+# domU: pvk_rig_sha XENBUS_DEV: sha256 of the disk's first 4 MiB
+pvk_rig_sha() {
+	dd if="/dev/$(pvk_disk "$1")" bs=1M count=4 iflag=direct 2> /dev/null | sha256sum | cut -d' ' -f1
+}
+
+# domU: random data on the first 4 MiB of xvda and pvblk-1; tells dom0 `marked` "SHA SHA"
+pvk_rig_mark() {
+	for _dev in vbd-51712 pvblk-1; do
+		dd if=/dev/urandom of="/dev/$(pvk_disk $_dev)" bs=1M count=4 oflag=direct 2> /dev/null || return 1
+	done
+	pvk_tell marked "$(pvk_rig_sha vbd-51712) $(pvk_rig_sha pvblk-1)"
+}
+
+# dom0: pvk_domu_next_boot FILE: from its next boot on (xl reboot, xl create) the domU runs
+# FILE as its /pvkit/domU.sh instead of the scenario's tests (they ran once: a second KTAP
+# document would not be parsed): a cpio appended to its initramfs (the kernel unpacks the
+# parts in order, a later file wins)
+pvk_domu_next_boot() {
+	_r=/tmp/pvk-next-boot
+	rm -rf $_r
+	mkdir -p $_r/pvkit
+	cp "$1" $_r/pvkit/domU.sh
+	(cd $_r && find pvkit | busybox cpio -o -H newc 2> /dev/null | gzip) >> /pvkit/domU/initrd
+}
+
+# dom0: pvk_domu_new_boot OLD_DOMID SECONDS: wait until the domU runs under a new domid, then
+# give it the devices pvk made
+pvk_domu_new_boot() {
+	pvk_wait "$2" sh -c "_d=\$(xl domid $PVK_DOMU 2> /dev/null) && [ \"\$_d\" != $1 ]" || return 1
+	pvk_devs_forget "$1"
+	pvk_reattach
 }
