@@ -15,7 +15,7 @@ from pathlib import Path
 from pvkit import debs, progress
 from pvkit.errors import PvkitError
 from pvkit.paths import cache_subdir
-from pvkit.util import flocked, replace_dir, sha256_text
+from pvkit.util import flocked, replace_dir, sha256_text, walk_stats
 
 DEFAULT_PACKAGE = "linux-source-6.1"
 
@@ -157,12 +157,8 @@ def kconfig_fingerprint(src: Source) -> str:
         return memo[key]
     parts = [src.origin]
     root = str(src.root)
-    for dirpath, dirnames, filenames in os.walk(src.root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            if _kconfig_input(root, dirpath, name):
-                st = os.lstat(os.path.join(dirpath, name))
-                parts.append(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    parts += [f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}"
+              for dirpath, name, st in walk_stats(src.root) if _kconfig_input(root, dirpath, name)]
     value = sha256_text(*parts)
     if memo is not None:
         memo[key] = value
@@ -220,16 +216,9 @@ def _stat_fingerprint(root: Path, only: list[str] | None,
             parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
         return sha256_text(*parts)
     top = str(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            line = f"{path}:{st.st_size}:{st.st_mtime_ns}"
-            parts.append(line)
-            if kconfig is not None and _kconfig_input(top, dirpath, name):
-                kconfig.append(line)
+    for dirpath, name, st in walk_stats(root):
+        line = f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}"
+        parts.append(line)
+        if kconfig is not None and _kconfig_input(top, dirpath, name):
+            kconfig.append(line)
     return sha256_text(*parts)

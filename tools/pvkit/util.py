@@ -24,6 +24,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def walk_stats(top: Path, skip: frozenset[str] = frozenset({".git"})
+               ) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(directory, file name, lstat) of every file under `top`, in sorted order, leaving out
+    directories named in `skip` and files that vanish while the walk runs."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        for name in sorted(filenames):
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            yield dirpath, name, st
+
+
 def sha256_text(*parts: str) -> str:
     digest = hashlib.sha256()
     for part in parts:

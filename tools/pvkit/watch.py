@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pvkit.paths import DRIVERS_DIR, GUEST_DIR, PATCHES_DIR, PROFILES_DIR, SCENARIOS_DIR
+from pvkit.util import walk_stats
 
-SKIP_DIRS = {".git", "__pycache__", ".pvkit-build"}
+SKIP_DIRS = frozenset({".git", "__pycache__", ".pvkit-build"})
 
 
 def inputs(tree: str | None, fragments: Iterable[Path], base: str) -> list[Path]:
@@ -37,15 +38,8 @@ def snapshot(paths: Iterable[Path]) -> dict[str, tuple[int, int]]:
             st = top.stat()
             seen[str(top)] = (st.st_size, st.st_mtime_ns)
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                seen[path] = (st.st_size, st.st_mtime_ns)
+        for dirpath, name, st in walk_stats(top, SKIP_DIRS):
+            seen[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
     return seen
 
 
