@@ -69,7 +69,6 @@ SUITE = iobench.Suite(
           "The virtio-blk ceiling is measured in real time only: "
           "under icount its host-side I/O makes guest time jump.",
     scenarios=scenarios_for, plot_file="blk.png", target=TARGET)
-HEADERS = iobench.headers(SUITE)
 
 
 def split_place(name: str) -> tuple[str, str] | None:
@@ -84,10 +83,6 @@ def analyse(metrics: dict[str, list[float]]) -> dict[str, Any]:
 
 def run_blkbench(opts: Options) -> dict[str, Any]:
     return iobench.run_suite(SUITE, opts)
-
-
-def rows(jobs: dict[str, Any]) -> list[list[str]]:
-    return iobench.rows(SUITE, jobs)
 
 
 def terminal(data: dict[str, Any]) -> str:
