@@ -72,17 +72,18 @@ def candidate_version(name: str) -> str:
     try:
         memo = json.loads(_memo_file().read_text())
     except (OSError, ValueError):
-        memo = {}
-    if not isinstance(memo, dict) or memo.get("apt_state") != state:
-        memo = {"apt_state": state, "candidates": {}}
-    known = memo.get("candidates")
-    if isinstance(known, dict) and isinstance(known.get(name), str):
+        memo = None
+    known = memo.get("candidates") if isinstance(memo, dict) and \
+        memo.get("apt_state") == state else None
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(name), str):
         return known[name]
     version = _ask_apt(name)
     if _apt_state() == state:  # not remembered across an apt-get update it made
-        memo["candidates"] = {**(known if isinstance(known, dict) else {}), name: version}
         with contextlib.suppress(OSError):  # a read-only cache only costs the next run time
-            write_json(_memo_file(), memo)
+            write_json(_memo_file(), {"apt_state": state,
+                                      "candidates": {**known, name: version}})
     return version
 
 
