@@ -79,9 +79,8 @@ def analyse(suite: Suite, metrics: dict[str, list[float]]) -> dict[str, Any]:
 def _boot(suite: Suite, scenario: str, clock: str, opts: Options, out: Path
           ) -> dict[str, Any]:
     env = {"PVK_REPEATS": str(opts.repeats), "PVK_SCALE": str(opts.scale), **suite.env}
-    what = f"{suite.name} bench"
     return bench.boot(scenario, run.Options(accel="tcg", icount=clock == "icount", env=env,
-                                            out=out), f"{what} {scenario} ({clock})")
+                                            out=out), f"{suite.name} bench {scenario} ({clock})")
 
 
 def run_suite(suite: Suite, opts: Options, out: Path | None = None) -> dict[str, Any]:
