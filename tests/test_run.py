@@ -168,3 +168,37 @@ def test_builds_run_side_by_side_only_when_both_need_make(monkeypatch: pytest.Mo
     calls.clear()
     run._builds(scenario("native"), run.Options())
     assert [p for p, _, _ in calls] == ["domU"]  # a native scenario boots the domU kernel only
+
+
+def test_scenario_fragments_come_before_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvkit import build as build_mod
+
+    seen: dict[str, list[str]] = {}
+
+    def fake_build(profile: str, **kw: object) -> str:
+        seen[profile] = [Path(str(f)).name for f in kw["fragments"]]  # type: ignore[attr-defined]
+        return profile
+
+    monkeypatch.setattr(build_mod, "up_to_date", lambda p, **kw: True)
+    monkeypatch.setattr(build_mod, "build", fake_build)
+    run._builds(scenario("resize"), run.Options(fragments=(Path("mine.config"),)))
+    assert seen == {"domU": ["smp-balloon.config", "mine.config"], "dom0": ["mine.config"]}
+
+
+def test_domu_payload_ends_so_that_libxc_loads_it_as_it_is(tmp_path: Path) -> None:
+    """libxc gunzips a gzip ramdisk (the first member only) when the length in its last four
+    bytes is at least the file's size: the payload must end with zeros so that it never
+    does, however large the payload is."""
+    import gzip
+    import os as _os
+
+    from pvkit import images
+
+    base = gzip.compress(b"0707" + b"x" * 100)
+    payload = images.domu_payload({"bin/big": _os.urandom(1 << 16) * 8, "domU.sh": "true\n"},
+                                  tmp_path)
+    initrd = base + payload
+    assert int.from_bytes(initrd[-4:], "little") < len(initrd)  # libxc: "looks insane"
+    assert payload.endswith(images.INITRD_TAIL)
+    unpacked = gzip.decompress(payload[:-len(images.INITRD_TAIL)])
+    assert b"pvkit/domU.sh" in unpacked

@@ -273,11 +273,22 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
             path.chmod(0o755)
 
 
+# After the archives of a domU's initramfs: NULs, which the kernel skips between archives.
+# libxc gunzips a gzip ramdisk itself before it loads it into a PV guest, sized by the last
+# four bytes of the file (the gzip trailer's length of the LAST member) and inflating only
+# the FIRST member: once the appended payload's unpacked size exceeded the whole file's
+# packed size, the guest got the base archive alone and no /pvkit (seen with the resize
+# scenario's payload). With zeros last, the length reads 0, libxc calls the size insane and
+# loads the file as it is, and the kernel unpacks every archive.
+INITRD_TAIL = b"\0" * 512
+
+
 def domu_payload(files: dict[str, str | bytes], workdir: Path) -> bytes:
-    """The scenario's domU files as a cpio to append to the base initramfs."""
+    """The scenario's domU files as a cpio to append to the base initramfs (INITRD_TAIL
+    included)."""
     root = workdir / "domU-payload"
     write_tree(root / "pvkit", files)
-    return pack_cpio(root)
+    return pack_cpio(root) + INITRD_TAIL
 
 
 def dom0_payload(files: dict[str, str | bytes], vmlinux: Path | None, initrd: bytes | None,
