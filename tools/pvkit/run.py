@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from pvkit import build as build_mod
-from pvkit import console, images, junit, ktap, procs, programs, progress, qemu, scenarios
+from pvkit import (
+    console,
+    images,
+    junit,
+    ktap,
+    lifecycle,
+    procs,
+    programs,
+    progress,
+    qemu,
+    scenarios,
+)
 from pvkit import drivers as drivers_mod
 from pvkit import source as source_mod
 from pvkit.console import Monitor
@@ -23,9 +34,15 @@ from pvkit.paths import cache_subdir
 from pvkit.util import first_line, write_atomic, write_json
 
 # bootscrub=false: by default Xen scrubs free memory in its idle loop after boot, which under
-# icount steals guest time from whatever runs on the other vCPU and makes benchmarks noisy
+# icount steals guest time from whatever runs on the other vCPU and makes benchmarks noisy.
+# spec-ctrl=eager-fpu: QEMU's CPU model is an AMD one, which Xen deems safe from LazyFP, so
+# by default it switches FPU state lazily (CR0.TS, #NM on first use); under TCG that leaks
+# FPU/SSE registers from one vCPU to the next on a physical CPU: once a domain had two vCPUs
+# (the resize scenario), glibc's SSE string and memory functions in both dom0 and the domU
+# computed wrong pointers (segfaults and general protection faults of xl, tr, tail, busybox
+# in 5 of 7 boots); with eager switching, none in any boot since.
 XEN_CMDLINE = ("console=com1 com1=115200,8n1 dom0_mem=768M,max:768M dom0_max_vcpus=1 "
-               "bootscrub=false noreboot loglvl=all guest_loglvl=all")
+               "bootscrub=false spec-ctrl=eager-fpu noreboot loglvl=all guest_loglvl=all")
 DOM0_CMDLINE = "root=/dev/vda rw rootfstype=ext4 init=/sbin/pvkit-init console=hvc0 " \
                "earlyprintk=xen panic=-1"
 NATIVE_CMDLINE = "console=ttyS0 panic=-1 pvkit.mode=native"
@@ -50,16 +67,18 @@ def _builds(scn: scenarios.Scenario, opts: Options) -> dict[str, build_mod.Build
     """The kernels the scenario boots (and only those), built if needed: when both profiles
     need make, the two run side by side, each with half the cores (an incremental build is
     mostly serial: makefile reading, linking, compression)."""
-    kernel = {"tree": opts.tree, "fragments": list(opts.fragments), "base": opts.base}
     profiles = scenarios.profiles(scn)
+    kernel = {p: {"tree": opts.tree, "base": opts.base,
+                  "fragments": [*scenarios.fragments(scn, p), *opts.fragments]}
+              for p in profiles}
     if not opts.build_missing:
-        return {p: build_mod.find(p, **kernel) for p in profiles}
-    stale = [p for p in profiles if not build_mod.up_to_date(p, **kernel)]
+        return {p: build_mod.find(p, **kernel[p]) for p in profiles}
+    stale = [p for p in profiles if not build_mod.up_to_date(p, **kernel[p])]
     if len(stale) < 2:
-        return {p: build_mod.build(p, **kernel) for p in profiles}
+        return {p: build_mod.build(p, **kernel[p]) for p in profiles}
     jobs = max(1, (os.cpu_count() or 1) // len(stale))
     return dict(zip(stale, procs.in_threads(
-        [lambda p=p: build_mod.build(p, **kernel, jobs=jobs) for p in stale]), strict=True))
+        [lambda p=p: build_mod.build(p, **kernel[p], jobs=jobs) for p in stale]), strict=True))
 
 
 def qemu_version() -> str:
@@ -232,7 +251,7 @@ def results_of(scn: scenarios.Scenario, clog: console.ConsoleLog, log: Path) -> 
     context = end.get("context", {})
     wall = end.get("wall_s", monitor.lines[-1][0] if monitor.lines else 0.0)
     booted = monitor.failure is None and monitor.done_at is not None
-    return {
+    results = {
         "scenario": scn.name,
         "status": status,
         "reason": reason,
@@ -254,6 +273,8 @@ def results_of(scn: scenarios.Scenario, clog: console.ConsoleLog, log: Path) -> 
         "command": context.get("command", []),
         "console_log": str(log),
     }
+    rows = lifecycle.workloads(results)  # `pvkit bench --compare` reads these
+    return results | {"workloads": rows} if rows else results
 
 
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Any]:
