@@ -12,6 +12,9 @@ from pvkit import build, bundle
 from pvkit.errors import PvkitError
 from pvkit.util import read_json, sha256_file, write_json
 
+# the fragments each lookup of the fake build was asked for
+found: list[list[str]] = []
+
 
 @pytest.fixture
 def fake_build(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -27,12 +30,15 @@ def fake_build(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "artifacts": {a: sha256_file(out / a) for a in build.ARTIFACTS}}
     write_json(out / "metadata.json", meta)
 
-    def find(profile: str, tree: str | None = None) -> build.Build:
+    def find(profile: str, tree: str | None = None,
+             fragments: list[Path] | None = None) -> build.Build:
         meta = read_json(out / "metadata.json")
+        found.append([str(f) for f in fragments or []])
         if not meta or meta["content_key"] != "k1":
             raise PvkitError(f"no up-to-date {profile} kernel build")
         return build.Build(profile, out, meta)
 
+    found.clear()
     monkeypatch.setattr(build, "find", find)
     monkeypatch.setattr(build, "prepare_source", lambda tree: None)
     return out
@@ -77,3 +83,14 @@ def test_import_refuses_what_it_cannot_use(fake_build: Path, tmp_path: Path,
     monkeypatch.setenv("PVKIT_CACHE", str(tmp_path / "elsewhere"))
     with pytest.raises(PvkitError, match="give every job the same PVKIT_CACHE"):
         bundle.import_(tmp_path / "b")
+
+
+def test_a_build_with_extra_fragments_travels_with_them(fake_build: Path, tmp_path: Path) -> None:
+    """A scenario's [kernel] fragments make a build of their own: the bundle names them, and
+    the import looks for that build, not the plain profile's."""
+    manifest = bundle.export("domU", tmp_path / "b",
+                             fragments=[Path("qemu-tests/smp-balloon.config")])
+    assert manifest["fragments"] == ["qemu-tests/smp-balloon.config"]
+    found.clear()
+    bundle.import_(tmp_path / "b")
+    assert found == [["qemu-tests/smp-balloon.config"]]

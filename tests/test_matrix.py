@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,20 @@ def test_cli_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "boot-smoke-debian-icount" in yaml.safe_load(child.read_text())
     assert cli.main(["matrix", "--scenario", "nope"]) == 2
     assert "matches no scenario" in capsys.readouterr().err
+
+
+def test_a_scenario_with_fragments_gets_its_own_build_cell(tmp_path: Path) -> None:
+    for name in ("alpha", "beta"):
+        shutil.copy(FIXTURES / f"{name}.toml", tmp_path)
+    (tmp_path / "smp.config").write_text("CONFIG_SMP=y\n")
+    (tmp_path / "gamma.toml").write_text('[kernel]\ndomU = ["smp.config"]\n'
+                                         '[[test]]\nname = "t"\nrun = "true"\n')
+    m = matrix.derive([], None, None, directory=tmp_path)
+    builds = {b.id: b.args for b in m.builds}
+    assert builds == {"domU-debian": "--profile domU", "dom0-debian": "--profile dom0",
+                      "domU-smp-debian": f"--profile domU --fragment {tmp_path / 'smp.config'}"}
+    gamma = next(b for b in m.boots if b.scenario == "gamma")
+    assert gamma.needs == ["domU-smp-debian", "dom0-debian"]
+    resize = matrix.derive(["resize"])
+    assert [b.args for b in resize.builds][0] == \
+        "--profile domU --fragment qemu-tests/smp-balloon.config"

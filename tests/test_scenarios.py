@@ -124,3 +124,25 @@ def test_binary_scenario_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00boot")
     with pytest.raises(PvkitError, match="not a text file"):
         scenarios.load(path)
+
+
+def test_kernel_fragments_next_to_the_scenario(tmp_path: Path) -> None:
+    (tmp_path / "smp.config").write_text("CONFIG_SMP=y\n")
+    scn = scenarios.load(write(tmp_path, '[kernel]\ndomU = ["smp.config"]\n'
+                               '[[test]]\nname = "t"\nrun = "true"\n'))
+    assert scenarios.fragments(scn, "domU") == [tmp_path / "smp.config"]
+    assert scenarios.fragments(scn, "dom0") == []
+    with pytest.raises(PvkitError, match=r"s.toml:3: \[kernel\] dom0: no fragment file "
+                       r".*nothere.config"):
+        scenarios.load(write(tmp_path, '[kernel]\ndomU = ["smp.config"]\n'
+                             'dom0 = ["nothere.config"]\n'))
+    with pytest.raises(PvkitError, match=r"s.toml:2: unknown key 'domu' in \[kernel\]; did "
+                       r"you mean 'domU'\?"):
+        scenarios.load(write(tmp_path, '[kernel]\ndomu = ["smp.config"]\n'))
+
+
+def test_resize_boots_its_own_domU_kernel() -> None:
+    scn = scenarios.find("resize")
+    assert [f.name for f in scenarios.fragments(scn, "domU")] == ["smp-balloon.config"]
+    cfg = scenarios.render_dom0(scn)["domU.cfg"]
+    assert "maxvcpus = 2" in cfg and "maxmem = 512" in cfg and "vcpus = 1" in cfg

@@ -37,15 +37,19 @@ def _size(root: Path) -> int:
     return sum(p.lstat().st_size for p in root.rglob("*"))
 
 
-def export(profile: str, dest: Path, tree: str | None = None) -> dict[str, Any]:
-    """Copy the up-to-date build of `profile` into `dest` (replaced if it exists)."""
-    b = build_mod.find(profile, tree=tree)
+def export(profile: str, dest: Path, tree: str | None = None,
+           fragments: list[Path] | None = None) -> dict[str, Any]:
+    """Copy the up-to-date build of `profile` (with these extra fragments, as paths the boot
+    jobs' checkout has too) into `dest` (replaced if it exists)."""
+    fragments = fragments or []
+    b = build_mod.find(profile, tree=tree, fragments=fragments)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(b.dir, tmp / b.dir.name, symlinks=True, ignore=_ignore)
-        manifest = {"profile": profile, "tree": tree, "build": b.dir.name,
+        manifest = {"profile": profile, "tree": tree, "fragments": [str(f) for f in fragments],
+                    "build": b.dir.name,
                     "content_key": b.metadata["content_key"], "release": b.release,
                     "cache": str(cache_dir()), "bytes": _size(tmp / b.dir.name)}
         write_json(tmp / MANIFEST, manifest)
@@ -87,7 +91,8 @@ def import_(src: Path) -> dict[str, Any]:
             status = "imported"
     try:
         build_mod.prepare_source(manifest["tree"])  # the source as a build here would see it
-        build_mod.find(manifest["profile"], tree=manifest["tree"])
+        build_mod.find(manifest["profile"], tree=manifest["tree"],
+                       fragments=[Path(f) for f in manifest.get("fragments", [])])
     except PvkitError as exc:
         raise PvkitError(f"{src}: this {manifest['profile']} kernel is not the build this "
                          f"runner's source, configuration and toolchain call for ({exc})"

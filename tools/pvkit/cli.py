@@ -142,7 +142,7 @@ def _run_options(args: argparse.Namespace, build_missing: bool, name: str) -> An
 
 
 def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bool) -> int:
-    from pvkit import report, run, scenarios
+    from pvkit import lifecycle, report, run, scenarios
 
     for name in names:  # every name is checked before anything is built or booted
         scenarios.find(name)
@@ -157,6 +157,8 @@ def _scenario_runs(args: argparse.Namespace, names: list[str], build_missing: bo
         # with --json, stdout is the JSON document alone: the lines go to stderr
         out = sys.stderr if args.json else sys.stdout
         print(report.scenario_line(result), file=out, flush=True)
+        if result.get("workloads"):
+            print(lifecycle.table(result), file=out, flush=True)
         if result["status"] == "FAIL" and result.get("boot", {}).get("tail"):
             print("  console tail:\n    " + "\n    ".join(result["boot"]["tail"][-15:]),
                   file=out)
@@ -366,7 +368,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if args.action == "export":
         if len(args.dir) != 1:
             raise PvkitError("bundle export: give one directory to write the bundle to")
-        rows = [bundle.export(args.profile, Path(args.dir[0]), tree=args.tree)]
+        rows = [bundle.export(args.profile, Path(args.dir[0]), tree=args.tree,
+                              fragments=args.fragment)]
     else:
         rows = [bundle.import_(Path(d)) for d in args.dir]
     if args.json:
@@ -573,6 +576,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("dom0", "domU"), default="domU",
                    help="with export: the kernel to export")
     _add_tree(p)
+    p.add_argument("--fragment", action="append", type=Path, default=[],
+                   help="with export: the build with this extra Kconfig fragment (as a "
+                   "scenario's [kernel] table or `pvkit build --fragment` names it)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bundle)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pvkit import scenarios
 from pvkit.errors import PvkitError
-from pvkit.paths import SCENARIOS_DIR
+from pvkit.paths import REPO_ROOT, SCENARIOS_DIR
 
 CLOCKS = ("icount", "realtime")
 DEFAULT_TREE = "debian"  # Debian's linux-source, pvkit's default source
@@ -114,6 +114,15 @@ def select(patterns: list[str], names: list[str]) -> list[str]:
     return [n for n in names if n in chosen]
 
 
+def _repo_relative(path: Path) -> str:
+    """A scenario's fragment as the command line of a CI job names it (jobs run at the top of
+    the checkout)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def derive(patterns: list[str] | None = None, trees: list[str] | None = None,
            clocks: list[str] | None = None, directory: Path = SCENARIOS_DIR) -> Matrix:
     """The matrix for the scenarios in `directory` that match `patterns`, booted with each
@@ -133,9 +142,11 @@ def derive(patterns: list[str] | None = None, trees: list[str] | None = None,
             profiles = scenarios.profiles(scn)
             needs = []
             for profile in profiles:
-                cell = f"{profile}-{tree.name}"
+                extra = [_repo_relative(f) for f in scenarios.fragments(scn, profile)]
+                cell = "-".join([profile, *(Path(f).stem for f in extra), tree.name])
                 builds.setdefault(cell, BuildCell(cell, profile, tree.name, " ".join(
-                    ["--profile", profile, *tree.args()])))
+                    ["--profile", profile, *tree.args(),
+                     *(a for f in extra for a in ("--fragment", f))])))
                 needs.append(cell)
             for clock in clock_list:
                 args = ["--scenario", scn.name, *tree.args()]

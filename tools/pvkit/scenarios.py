@@ -18,11 +18,12 @@ from pvkit.errors import PvkitError
 from pvkit.paths import SCENARIOS_DIR, require
 
 TOP_KEYS = {"description", "boot", "timeout", "stall", "allow", "domU", "test", "xen", "needs",
-            "tools", "drivers", "native", "programs"}
+            "tools", "drivers", "native", "programs", "kernel"}
 NATIVE_KEYS = {"kernel", "scratch_mb"}
 DOMU_KEYS = {"memory", "vcpus", "config", "cmdline", "setup", "type"}
 DOMU_TYPES = ("pv", "pvh")  # hvm: see _domu_type
 XEN_KEYS = {"cmdline", "dom0_cmdline"}
+KERNEL_KEYS = {"domU", "dom0"}  # [kernel] <profile> = [fragment files, next to the scenario]
 TEST_KEYS = {"name", "where", "when", "timeout", "run"}
 BOOTS = ("xen", "native")
 WHERES = ("dom0", "domU")
@@ -63,6 +64,9 @@ class Scenario:
     programs: list[str] = field(default_factory=list)  # guest/<name>.c: /pvkit/bin, both guests
     native_kernel: str = "domU"  # [native] kernel: the profile a native boot runs
     native_scratch_mb: int = 0  # [native] scratch_mb: a blank virtio disk (after the tools disk)
+    # [kernel] domU/dom0: Kconfig fragments on top of that profile's (the user's --fragment
+    # ones still win): a scenario that needs SMP, say, boots its own build of the profile
+    kernel: dict[str, list[Path]] = field(default_factory=dict)
 
     def tests_in(self, where: str, when: str | None = None) -> list[Test]:
         return [t for t in self.tests if t.where == where and (when is None or t.when == when)]
@@ -179,6 +183,25 @@ def _drivers(where: _Where, names: list[str]) -> list[str]:
     return names
 
 
+def _kernel(where: _Where, path: Path, data: dict[str, Any]) -> dict[str, list[Path]]:
+    _check_keys(where, "kernel", data, KERNEL_KEYS)
+    out: dict[str, list[Path]] = {}
+    for profile in sorted(data):
+        files = [path.parent / name for name in _want(where, "kernel", data, profile, list,
+                                                      item=str)]
+        for f in files:
+            if not f.is_file():
+                raise where.fail("kernel", profile, f"[kernel] {profile}: no fragment file "
+                                 f"{f} (a path relative to the scenario's directory)")
+        out[profile] = files
+    return out
+
+
+def fragments(scn: Scenario, profile: str) -> list[Path]:
+    """The Kconfig fragments the scenario adds to `profile` (its [kernel] table)."""
+    return scn.kernel.get(profile, [])
+
+
 def load(path: Path) -> Scenario:
     try:
         text = path.read_text()
@@ -251,6 +274,7 @@ def load(path: Path) -> Scenario:
         programs=_want(w, "", data, "programs", list, [], item=str),
         native_kernel=native_kernel,
         native_scratch_mb=_want(w, "native", native, "scratch_mb", int, 0),
+        kernel=_kernel(w, path, _want(w, "", data, "kernel", dict, {})),
     )
 
 
