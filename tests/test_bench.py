@@ -76,7 +76,7 @@ def test_compare_flags_only_real_changes(tmp_path: Path,
 def test_bad_results_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.json").write_text("{}")
     assert cli.main(["bench", "--compare", str(tmp_path / "x.json"), str(tmp_path)]) == 2
-    assert "not a pvkit bench results.json" in capsys.readouterr().err
+    assert "not a pvkit bench or lifecycle results.json" in capsys.readouterr().err
 
 
 def test_reports_are_written(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ from typing import Any
 from pvkit import programs, progress, run
 from pvkit.errors import PvkitError
 from pvkit.paths import PACKAGE_DIR, SCENARIOS_DIR, cache_subdir
-from pvkit.util import read_json, write_json
+from pvkit.util import read_json, summarize, write_json
 
 BENCH_DIR = SCENARIOS_DIR / "bench"
 PVBENCH_SRC = PACKAGE_DIR / "bench" / "pvbench.c"
 PLACES = ("native", "dom0", "domU", "pvh")
-NOISY = 0.05  # a spread (max-min)/median above this is flagged
 
 
 @dataclass(frozen=True)
@@ -117,13 +115,6 @@ def _units(*docs: dict[str, Any] | None) -> dict[str, str]:
             for key, (_value, unit) in case["metrics"].items():
                 units[key.rpartition(".r")[0]] = unit
     return units
-
-
-def summarize(values: list[float]) -> dict[str, Any]:
-    med = statistics.median(values)
-    spread = (max(values) - min(values)) / med if med else 0.0
-    return {"values": values, "median": med, "min": min(values), "max": max(values),
-            "spread": round(spread, 4), "noisy": spread > NOISY}
 
 
 def slowdown(w: Workload, place: dict[str, Any], base: dict[str, Any]) -> float | None:
@@ -274,17 +265,18 @@ def compare(a: dict[str, Any], b: dict[str, Any], floor: float = 0.02) -> list[d
                          "a": sa["median"], "b": sb["median"], "unit": wa["unit"],
                          "change": round(change, 4), "noise": round(noise, 4),
                          "flag": ("slower" if change > 0 else "faster")
-                         if abs(change) > noise else ""})
+                         if abs(change) > noise and not wa.get("informational") else ""})
     return rows
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    """A bench results.json (or the directory holding it), checked before it is compared."""
+    """A bench results.json, or a lifecycle scenario's (its `workloads`, see lifecycle.py), or
+    the directory holding it, checked before it is compared."""
     target = path / "results.json" if path.is_dir() else path
-    what = f"{target}: not a pvkit bench results.json"
+    what = f"{target}: not a pvkit bench or lifecycle results.json"
     if not target.exists():
-        raise PvkitError(f"{target}: no such file; give a bench results directory or its "
-                         "results.json")
+        raise PvkitError(f"{target}: no such file; give a bench (or lifecycle scenario) "
+                         "results directory or its results.json")
     try:
         data = json.loads(target.read_bytes().decode())
     except UnicodeDecodeError as exc:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,3 +105,14 @@ def flocked(path: Path, *, exclusive: bool = True,
         yield fd
     finally:
         os.close(fd)
+
+
+NOISY = 0.05  # a spread (max-min)/median above this is flagged
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Repeats of one measurement: median, range and spread ((max-min)/median)."""
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med if med else 0.0
+    return {"values": values, "median": med, "min": min(values), "max": max(values),
+            "spread": round(spread, 4), "noisy": spread > NOISY}
