@@ -1,7 +1,8 @@
 """Domain lifecycle for real: `xl save -c`, `xl save` + `xl restore` and localhost live
 migration with I/O in flight on all four frontends (pvblk-front, xen-blkfront, pvnet-front,
-xen-netfront), every block and every byte verified; and a deliberately broken pvblk-front
-(module parameter resume_drop_inflight) is caught by the same scenario."""
+xen-netfront), every block and every byte verified; memory and vCPU resize under load; reboot;
+and a deliberately broken pvblk-front (module parameter resume_drop_inflight) is caught by the
+same scenario."""
 
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ def test_live_migration_with_io_in_flight(tmp_path: Path) -> None:
     # the --debug migrations count the pages written after the suspend (reported, not judged)
     for kind in ("busy", "quiet"):
         assert metric(dom0["migrations"], f"debug_verify_failed_pfns.{kind}") >= 0, kind
+    # the lifecycle table: one row per measure, a value per migration where there are several
+    rows = result["workloads"]
+    for name in ("migrate_s", "downtime_ms", "sent_mib"):
+        assert len(rows[name]["places"]["migrate"]["values"]) == repeats + 2, name
+    # a 128 MiB guest's stream holds its memory at least once
+    assert min(rows["sent_mib"]["places"]["migrate"]["values"]) > 100
+    assert rows["bytes_verified"]["places"]["migrate"]["median"] > 6 * (8 << 20)
 
 
 def test_broken_resume_fails_the_checksums(tmp_path: Path) -> None:
@@ -123,3 +131,23 @@ def test_reboot_and_shutdown_create(tmp_path: Path) -> None:
     for test in ("xl_reboot", "xl_shutdown_and_create"):
         told = " ".join(dom0[test]["diagnostics"])
         assert "nothing of domain " in told and " left in dom0" in told, told
+
+
+def test_resize_memory_and_vcpus_under_load(tmp_path: Path) -> None:
+    """xl mem-set down, up beyond the boot size and back, a target above maxmem refused; xl
+    vcpu-set 1 -> 2 -> 1 with the new vCPU onlined by the guest and used; the rig's I/O and a
+    memory workload verified afterwards. The domU kernel is its own build (SMP, balloon)."""
+    result = run.run("resize", run.Options(accel="tcg", out=tmp_path))
+    assert result["status"] == "PASS", explain(result)
+    assert result["info"]["domU_build"] != str(build.find("domU").dir)  # [kernel] fragments
+    domu, dom0 = cases(result, "domU"), cases(result, "dom0")
+    assert_everything_verified(domu, dom0, "blocks_streams_and_memory_verified",
+                               "backing_files_and_streams_verified")
+    balloon = domu["balloon_under_load"]
+    assert metric(balloon, "balloon_min_mib") <= 160 and metric(balloon, "balloon_max_mib") >= 384
+    for target in (160, 384, 256):
+        assert metric(dom0["mem_set"], f"mem_set_{target}_s") > 0, target
+    assert "xl mem-set 1024m refused" in " ".join(dom0["mem_set"]["diagnostics"])
+    assert metric(domu["vcpu_hotplug_under_load"], "cpu1_busy_s") >= 1.0
+    assert metric(domu["blocks_streams_and_memory_verified"], "mem.passes") >= 2
+    assert {"mem_set_160_s", "vcpu_unplug_s", "io_max_stall_ms"} <= set(result["workloads"])

@@ -452,15 +452,16 @@ pvk_moved() {
 # xenconsoled names a console log after the domain's name when it connects the console, so
 # the incoming domain's log is linked to the domU's. With --debug the sender sends every page
 # again at the end for the receiver to compare ("verify pfn ... failed" when a page changed
-# after the domain was suspended, e.g. a backend wrote it). Appends "N OLD NEW T0 T1 T2"
-# (dom0 clock: start, xl done, devices and unpause done) to /tmp/pvk-migrations; xl's output
+# after the domain was suspended, e.g. a backend wrote it). The stream passes through dd on
+# its way in, which counts its bytes. Appends "N OLD NEW T0 T1 T2 BYTES" (dom0 clock: start,
+# xl done, devices and unpause done; the stream's size) to /tmp/pvk-migrations; xl's output
 # in /tmp/pvk-migrate.N.log
 pvk_migrate() {
 	_old=$(pvk_domid) || return 1
-	_send=
-	_recv="exec xl migrate-receive -e -p"
-	[ "$1" = --debug ] && { _send=--debug; _recv="$_recv -d"; }
 	_n=$(($(cat /tmp/pvk-migrations 2> /dev/null | wc -l) + 1))
+	_send=
+	_recv="dd bs=64k 2> /tmp/pvk-migrate.$_n.dd | xl migrate-receive -e -p"
+	[ "$1" = --debug ] && { _send=--debug; _recv="$_recv -d"; }
 	ln -sf "guest-$PVK_DOMU.log" "/var/log/xen/console/guest-$PVK_DOMU--incoming.log"
 	_t0=$(pvk_uptime)
 	# shellcheck disable=SC2086
@@ -472,7 +473,8 @@ pvk_migrate() {
 	_t1=$(pvk_uptime)
 	pvk_moved "$_old" > /tmp/pvk-moved.$_n.log 2>&1 || { cat /tmp/pvk-moved.$_n.log; return 1; }
 	_t2=$(pvk_uptime)
-	echo "$_n $_old $(pvk_domid) $_t0 $_t1 $_t2" >> /tmp/pvk-migrations
+	_bytes=$(awk '/bytes/ { print $1 }' /tmp/pvk-migrate.$_n.dd)
+	echo "$_n $_old $(pvk_domid) $_t0 $_t1 $_t2 ${_bytes:-0}" >> /tmp/pvk-migrations
 	info "migration $_n: domid $_old -> $(pvk_domid); xl migrate t=$_t0..$_t1, devices and unpause ..$_t2 s"
 }
 
@@ -852,6 +854,8 @@ pvk_domu_next_boot() {
 	mkdir -p $_r/pvkit
 	cp "$1" $_r/pvkit/domU.sh
 	(cd $_r && find pvkit | busybox cpio -o -H newc 2> /dev/null | gzip) >> /pvkit/domU/initrd
+	# zeros last, so that libxc loads the file as it is (images.INITRD_TAIL)
+	head -c 512 /dev/zero >> /pvkit/domU/initrd
 }
 
 # dom0: pvk_domu_new_boot OLD_DOMID SECONDS: wait until the domU runs under a new domid, then
@@ -860,4 +864,92 @@ pvk_domu_new_boot() {
 	pvk_wait "$2" sh -c "_d=\$(xl domid $PVK_DOMU 2> /dev/null) && [ \"\$_d\" != $1 ]" || return 1
 	pvk_devs_forget "$1"
 	pvk_reattach
+}
+
+# --- resize (xl mem-set, xl vcpu-set) ---
+
+# dom0: the domU's memory in MiB as Xen counts it (`xl list`: the pages it holds)
+pvk_domu_mem() {
+	xl list "$PVK_DOMU" | awk 'NR == 2 { print $3 }'
+}
+
+# dom0: pvk_mem_set MIB SECONDS: `xl mem-set`, then wait until the domain holds MIB (its
+# balloon driver gave pages back or took them); metric mem_set_MIB_s
+pvk_mem_set() {
+	_from=$(pvk_domu_mem)
+	_t0=$(pvk_uptime)
+	xl mem-set "$PVK_DOMU" "${1}m" || return 1
+	pvk_wait "$2" sh -c ". /pvkit/lib.sh; [ \"\$(pvk_domu_mem)\" = $1 ]" || {
+		echo "memory still $(pvk_domu_mem) MiB, target $1 MiB"; return 1; }
+	_t1=$(pvk_uptime)
+	info "xl mem-set ${1}m: $_from -> $1 MiB in $(echo "$_t0 $_t1" | awk '{ print $2 - $1 }') s"
+	metric "mem_set_${1}_s" "$(echo "$_t0 $_t1" | awk '{ print $2 - $1 }')" s
+}
+
+# dom0: pvk_vcpu_state N: "online" when Xen runs the domU's vCPU N (`xl vcpu-list` gives it a
+# physical CPU), else "offline"
+pvk_vcpu_state() {
+	xl vcpu-list "$PVK_DOMU" | awk -v n="$1" 'NR > 1 && $3 == n {
+		print ($4 == "-" ? "offline" : "online") }'
+}
+
+# domU: pvk_mem_start MIB: pvmem holds MIB of checked memory until pvk_io_stop, and the
+# balloon's current_kb is sampled twice a second into $PVK_IODIR/current_kb
+pvk_mem_start() {
+	mkdir -p $PVK_IODIR
+	setsid pvmem "$1" $PVK_IODIR/stop > $PVK_IODIR/mem 2>&1 &
+	pvk_wait 60 grep -q '^ready' $PVK_IODIR/mem || { cat $PVK_IODIR/mem; return 1; }
+	_b=/sys/devices/system/xen_memory/xen_memory0/info/current_kb
+	[ -r $_b ] || { echo "no balloon driver ($_b)"; return 1; }
+	setsid sh -c "while [ ! -e $PVK_IODIR/stop ]; do cat $_b; sleep 0.5; done" \
+		> $PVK_IODIR/current_kb 2>&1 &
+	info "pvmem holds $1 MiB; balloon at $(($(cat $_b) / 1024)) MiB"
+}
+
+# domU: pvk_balloon_check LOW HIGH FINAL: the balloon went down to LOW MiB and up to HIGH MiB
+# and now holds FINAL, its target (sampled by pvk_mem_start); metrics balloon_min_mib and
+# balloon_max_mib
+pvk_balloon_check() {
+	_b=/sys/devices/system/xen_memory/xen_memory0
+	_min=$(sort -n $PVK_IODIR/current_kb | head -n 1)
+	_max=$(sort -n $PVK_IODIR/current_kb | tail -n 1)
+	metric balloon_min_mib $((_min / 1024)) MiB
+	metric balloon_max_mib $((_max / 1024)) MiB
+	info "balloon: $(wc -l < $PVK_IODIR/current_kb) samples, $((_min / 1024))..$((_max / 1024)) MiB, now $(($(cat $_b/info/current_kb) / 1024)) MiB of target $(($(cat $_b/target_kb) / 1024)) MiB"
+	[ $((_min / 1024)) -le "$1" ] || { echo "the balloon never went down to $1 MiB"; return 1; }
+	[ $((_max / 1024)) -ge "$2" ] || { echo "the balloon never went up to $2 MiB"; return 1; }
+	[ "$(($(cat $_b/info/current_kb) / 1024))" = "$3" ] && [ "$(($(cat $_b/target_kb) / 1024))" = "$3" ]
+}
+
+# domU: pvmem ended with every page right (after pvk_io_stop); metrics mem.passes and
+# mem.max_pass_ms
+pvk_mem_check() {
+	_pvk_io_result $PVK_IODIR/mem passes 120 || return 1
+	awk '$1 == "passes" { print "metric mem.passes " $2 " passes"
+		print "metric mem.max_pass_ms " $8 " ms"
+		print "info pvmem: " $0 }' $PVK_IODIR/mem
+	grep -q '^passes [1-9][0-9]* .* bad_pages 0 ' $PVK_IODIR/mem || { cat $PVK_IODIR/mem; return 1; }
+}
+
+# domU: busy time of cpuN in /proc/stat, in ticks of 10 ms (USER_HZ), empty when offline
+_pvk_cpu_busy() {
+	awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 }' /proc/stat
+}
+
+# domU: pvk_spin_check CPU SECONDS: two busy loops for SECONDS; CPU's busy time in /proc/stat
+# must grow by a quarter of that at least (it runs them); metric cpuCPU_busy_s
+pvk_spin_check() {
+	_before=$(_pvk_cpu_busy "$1")
+	[ -n "$_before" ] || { echo "cpu$1 is not online"; return 1; }
+	sh -c 'while :; do :; done' &
+	_s1=$!
+	sh -c 'while :; do :; done' &
+	_s2=$!
+	sleep "$2"
+	_on="$(awk '{ print $39 }' /proc/$_s1/stat) $(awk '{ print $39 }' /proc/$_s2/stat)"
+	kill $_s1 $_s2
+	_busy=$(($(_pvk_cpu_busy "$1") - _before))
+	metric "cpu$1_busy_s" "$(echo "$_busy" | awk '{ print $1 / 100 }')" s
+	info "two busy loops for $2 s: cpu$1 busy $(echo "$_busy" | awk '{ print $1 / 100 }') s, the loops last ran on CPUs $_on; online: $(cat /sys/devices/system/cpu/online)"
+	[ "$_busy" -ge $(($2 * 25)) ]
 }
