@@ -77,7 +77,14 @@ def test_make_dies_with_pvkit(sig: signal.Signals, tmp_path: Path) -> None:
         assert _wait_for(lambda: len(_pids_with(f"sleep {marker}")) >= 2), \
             "make never started its children"
         pvkit.send_signal(sig)
-        rc = pvkit.wait(timeout=30)
+        try:
+            rc = pvkit.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # where it is stuck: its stacks (procs, SIGUSR1)
+            pvkit.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            pvkit.kill()
+            _, err = pvkit.communicate()
+            pytest.fail(f"pvkit still running 30 s after {sig.name}; its stacks:\n{err[-3000:]}")
         # make and both of its children (one in the background) are gone, whatever the signal
         assert _wait_for(lambda: not _pids_with(f"sleep {marker}"), 10), \
             f"orphans left after {sig.name}: {_pids_with(marker)}"
@@ -189,3 +196,21 @@ def test_in_threads_interrupted_kills_the_children() -> None:
         signal.signal(signal.SIGALRM, previous)
     assert time.monotonic() - t0 < 10
     assert not _pids_with(f"sleep {marker}")
+
+
+def test_sigusr1_prints_where_pvkit_is_and_it_goes_on(tmp_path: Path) -> None:
+    marker = f"4343.{os.getpid() % 1000}"
+    tree = _slow_tree(tmp_path, marker)
+    pvkit = subprocess.Popen([sys.executable, "-m", "pvkit", "build", "--tree", str(tree),
+                              "--profile", "domU"], env=_env(tmp_path / "cache"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: len(_pids_with(f"sleep {marker}")) >= 2)
+        pvkit.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        assert pvkit.poll() is None  # still building
+        pvkit.send_signal(signal.SIGTERM)
+        _, err = pvkit.communicate(timeout=30)
+        assert "_run_make" in err and "interrupted" in err, err
+    finally:
+        _cleanup(pvkit, marker)

@@ -120,6 +120,19 @@ def test_broken_resume_fails_the_checksums(tmp_path: Path) -> None:
         assert re.search(r"pvblk1\.img: verified 8388608 bytes, [1-9]\d* bad blocks", files), files
 
 
+def test_a_guest_that_cannot_suspend_fails_clearly(tmp_path: Path) -> None:
+    """A domU whose suspend fails (a task in uninterruptible sleep longer than the freezer
+    waits): `xl save` fails, and the run FAILs at once with libxl's reason, not at its time
+    limit."""
+    result = run.run("save-restore", run.Options(
+        accel="tcg", out=tmp_path, env={"PVK_SUSPEND_BLOCKER": "1"}))
+    assert result["status"] == "FAIL", explain(result)
+    text = explain(result)
+    assert "libxl error" in result["reason"], text
+    assert "did not suspend" in text or "suspend" in text.split("libxl: error", 1)[-1], text
+    assert result["wall_s"] < 400, result["wall_s"]  # far below the scenario's 900 s
+
+
 def test_reboot_and_shutdown_create(tmp_path: Path) -> None:
     """xl reboot, then xl shutdown + xl create: every device reconnects with its data, and
     nothing of the old domid is left in dom0."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import os
 import signal
 import subprocess
@@ -63,9 +64,12 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP end pvkit like Ctrl-C does: cleanup runs, children are killed."""
+    """SIGTERM and SIGHUP end pvkit like Ctrl-C does: cleanup runs, children are killed.
+    SIGUSR1 prints every thread's Python stack to stderr (`kill -USR1 PID`: where is pvkit
+    stuck?) and pvkit goes on."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
