@@ -65,11 +65,15 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 def install_signal_handlers() -> None:
     """SIGTERM and SIGHUP end pvkit like Ctrl-C does: cleanup runs, children are killed.
-    SIGUSR1 prints every thread's Python stack to stderr (`kill -USR1 PID`: where is pvkit
+    SIGINT does so even when pvkit inherited it ignored (a background job of a script: Python
+    then installs no handler, and a SIGINT sent to pvkit was lost, seen in CI). SIGUSR1 prints
+    every thread's Python stack to the process's stderr (`kill -USR1 PID`: where is pvkit
     stuck?) and pvkit goes on."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if sys.__stderr__ is not None:  # fd 2, also when sys.stderr is replaced (tests, capture)
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
