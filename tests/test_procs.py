@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write_profile_tree
@@ -66,13 +67,18 @@ def _slow_tree(tmp_path: Path, marker: str) -> Path:
     return tree
 
 
+def _build(tree: Path, cache: Path, **popen: Any) -> subprocess.Popen:
+    """`pvkit build` of the domU profile on `tree`, as a process of its own."""
+    return subprocess.Popen([sys.executable, "-m", "pvkit", "build", "--tree", str(tree),
+                             "--profile", "domU"], env=_env(cache), **popen)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_make_dies_with_pvkit(sig: signal.Signals, tmp_path: Path) -> None:
     marker = f"{3000 + int(sig)}.{os.getpid() % 1000}"
     tree = _slow_tree(tmp_path, marker)
-    pvkit = subprocess.Popen([sys.executable, "-m", "pvkit", "build", "--tree", str(tree),
-                              "--profile", "domU"], env=_env(tmp_path / "cache"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pvkit = _build(tree, tmp_path / "cache", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
     try:
         assert _wait_for(lambda: len(_pids_with(f"sleep {marker}")) >= 2), \
             "make never started its children"
@@ -103,9 +109,7 @@ def test_build_lock_is_held_until_make_is_gone(tmp_path: Path) -> None:
     marker = f"4242.{os.getpid() % 1000}"
     tree = _slow_tree(tmp_path, marker)
     cache = tmp_path / "cache"
-    pvkit = subprocess.Popen([sys.executable, "-m", "pvkit", "build", "--tree", str(tree),
-                              "--profile", "domU"], env=_env(cache),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pvkit = _build(tree, cache, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert _wait_for(lambda: len(_pids_with(f"sleep {marker}")) >= 2)
         locks = list((cache / "build").glob("domU-*.lock"))
@@ -201,9 +205,8 @@ def test_in_threads_interrupted_kills_the_children() -> None:
 def test_sigusr1_prints_where_pvkit_is_and_it_goes_on(tmp_path: Path) -> None:
     marker = f"4343.{os.getpid() % 1000}"
     tree = _slow_tree(tmp_path, marker)
-    pvkit = subprocess.Popen([sys.executable, "-m", "pvkit", "build", "--tree", str(tree),
-                              "--profile", "domU"], env=_env(tmp_path / "cache"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pvkit = _build(tree, tmp_path / "cache", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
     try:
         assert _wait_for(lambda: len(_pids_with(f"sleep {marker}")) >= 2)
         pvkit.send_signal(signal.SIGUSR1)
