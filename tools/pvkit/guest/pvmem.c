@@ -37,6 +37,13 @@ static uint64_t word(uint64_t pass, uint64_t page, uint64_t w)
 	return x;
 }
 
+static void show_bad(uint64_t pass, uint64_t page, uint64_t w, uint64_t held)
+{
+	printf("pass %llu: page %llu word %llu holds %llx, not %llx\n",
+	       (unsigned long long)pass, (unsigned long long)page, (unsigned long long)w,
+	       (unsigned long long)held, (unsigned long long)word(pass - 1, page, w));
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -78,10 +85,7 @@ int main(int argc, char **argv)
 
 			for (w = 0; w < WORDS; w++) {
 				if (p[w] != word(pass - 1, g, w) && !wrong++ && bad < SHOW_BAD)
-					printf("pass %llu: page %llu word %llu holds %llx, not %llx\n",
-					       (unsigned long long)pass, (unsigned long long)g,
-					       (unsigned long long)w, (unsigned long long)p[w],
-					       (unsigned long long)word(pass - 1, g, w));
+					show_bad(pass, g, w, p[w]);
 				p[w] = word(pass, g, w);
 			}
 			bad += wrong != 0;
